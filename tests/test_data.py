@@ -1,0 +1,357 @@
+"""data.py: readers of every layout, the one crop, the sampler, the synthetic world."""
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import data  # noqa: E402
+from lorat import template_fg_mask  # noqa: E402
+
+BOXES = np.array([[3, 4, 20, 10], [5.5, 6.25, 22, 12], [0, 0, 30, 20]], dtype=np.float64)
+
+
+def jpeg(path, value=0):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((48, 64, 3), value, np.uint8)).save(path)
+
+
+def write(path, text):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def lines(boxes, sep=','):
+    return '\n'.join(sep.join(f"{v:g}" for v in b) for b in boxes) + '\n'
+
+
+# -----------------------------------------------------------------------------
+# readers
+
+
+def test_normalize_matches_imagenet_formula():
+    x = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    ref = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255 - torch.tensor(data.IMAGENET_MEAN).view(3, 1, 1)) \
+        / torch.tensor(data.IMAGENET_STD).view(3, 1, 1)
+    assert torch.allclose(data.normalize(x), ref, atol=1e-6)
+    assert data.normalize(torch.from_numpy(x[0])).shape == (3, 5, 7)
+
+
+def test_lasot_layout_visibility_from_flags_and_lazy_frames(tmp_path):
+    seq = tmp_path / 'LaSOT' / 'cat' / 'cat-1'
+    for i in range(3):
+        jpeg(seq / 'img' / f"{i + 1:08d}.jpg", value=40 * i)
+    write(seq / 'groundtruth.txt', lines(BOXES))
+    write(seq / 'full_occlusion.txt', '0,1,0')  # frame 1 absent, yet it carries a box
+    write(seq / 'out_of_view.txt', '0,0,1')
+    write(seq / 'nlp.txt', 'white cat')
+    (s,) = data.open_dataset('lasot', tmp_path)  # a data root holding LaSOT/
+    assert s.name == 'cat-1' and len(s) == 3 and s.attributes['language'] == 'white cat'
+    assert np.array_equal(s.boxes, BOXES) and s.visible.tolist() == [True, False, False]
+    assert s.frame(2).shape == (48, 64, 3) and abs(int(s.frame(2).mean()) - 80) <= 2
+    # annotations without any image (scoring results): the same sequence, its length from the boxes
+    for i in range(3):
+        os.remove(seq / 'img' / f"{i + 1:08d}.jpg")
+    (s,) = data.open_dataset('lasot', tmp_path / 'LaSOT')
+    assert len(s) == 3 and s.visible.tolist() == [True, False, False]
+    with pytest.raises(ValueError, match='280 LaSOT test sequences are missing'):
+        data.open_dataset('lasot', tmp_path, split='test')
+
+
+def test_got10k_layout_splits_and_test_first_box(tmp_path):
+    root = tmp_path / 'GOT-10k'
+    for split in ('train', 'val'):
+        names = [f"GOT-10k_{split}_{k:06d}" for k in (1, 2)]
+        write(root / split / 'list.txt', '\n'.join(names))
+        for n in names:
+            for i in range(3):
+                jpeg(root / split / n / f"{i + 1:08d}.jpg")
+            write(root / split / n / 'groundtruth.txt', lines(BOXES))
+            write(root / split / n / 'absence.label', '0\n1\n0\n')
+            write(root / split / n / 'cover.label', '8\n0\n0\n')
+    write(root / 'test' / 'list.txt', 'GOT-10k_Test_000001')
+    for i in range(4):
+        jpeg(root / 'test' / 'GOT-10k_Test_000001' / f"{i + 1:08d}.jpg")
+    write(root / 'test' / 'GOT-10k_Test_000001' / 'groundtruth.txt', lines(BOXES[:1]))
+    train = data.open_dataset('got10k', tmp_path, split='train')
+    assert [s.name for s in train] == ['GOT-10k_train_000001', 'GOT-10k_train_000002']
+    assert np.array_equal(train[0].boxes, BOXES) and train[0].visible.tolist() == [True, False, False]
+    (val,) = data.open_dataset('got10k_val', tmp_path)[:1]
+    assert val.frame(0).shape == (48, 64, 3)
+    (test,) = data.open_dataset('got10k', root, split='test')
+    assert len(test) == 4 and np.array_equal(test.boxes[0], BOXES[0]) and test.visible.tolist() == [True] + [False] * 3
+
+
+def test_trackingnet_layout(tmp_path):
+    root = tmp_path / 'TrackingNet'
+    for chunk in ('TRAIN_0', 'TRAIN_1'):
+        write(root / chunk / 'anno' / f"{chunk}_a.txt", lines(BOXES))
+        for i in range(3):
+            jpeg(root / chunk / 'frames' / f"{chunk}_a" / f"{i}.jpg", value=50 * i)
+    write(root / 'TEST' / 'anno' / 'b.txt', lines(BOXES[:1]))
+    for i in range(5):
+        jpeg(root / 'TEST' / 'frames' / 'b' / f"{i}.jpg")
+    train = data.open_dataset('trackingnet', tmp_path, split='train')
+    assert [s.name for s in train] == ['TRAIN_0_a', 'TRAIN_1_a'] and np.array_equal(train[1].boxes, BOXES)
+    assert abs(int(train[0].frame(2).mean()) - 100) <= 2  # frames counted from 0
+    (test,) = data.open_dataset('trackingnet', root, split='test')
+    assert len(test) == 5 and np.array_equal(test.boxes[0], BOXES[0])
+
+
+def test_tnl2k_and_otb_layouts(tmp_path):
+    tnl = tmp_path / 'TNL2K' / 'clip_a'
+    for i in range(3):
+        Path(tnl / 'imgs').mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((48, 64, 3), 30 * i, np.uint8)).save(tnl / 'imgs' / f"{i:05d}.png")
+    write(tnl / 'groundtruth.txt', lines(BOXES))
+    write(tnl / 'language.txt', 'the red car')
+    (s,) = data.open_dataset('tnl2k', tmp_path)
+    assert np.array_equal(s.boxes, BOXES) and s.attributes['language'] == 'the red car'
+    assert abs(int(s.frame(2).mean()) - 60) <= 1
+    otb = tmp_path / 'OTB100'
+    for i in range(4):  # more frames than boxes
+        jpeg(otb / 'Basketball' / 'img' / f"{i + 1:04d}.jpg", value=20 * i)
+        jpeg(otb / 'Jogging' / 'img' / f"{i + 1:04d}.jpg")
+    write(otb / 'Basketball' / 'groundtruth_rect.txt', lines(BOXES, '\t'))
+    write(otb / 'Jogging' / 'groundtruth_rect.1.txt', lines(BOXES, ' '))
+    write(otb / 'Jogging' / 'groundtruth_rect.2.txt', lines(BOXES[::-1], ','))
+    seqs = {s.name: s for s in data.open_dataset('otb', tmp_path)}
+    assert sorted(seqs) == ['Basketball', 'Jogging_1', 'Jogging_2']
+    assert np.array_equal(seqs['Basketball'].boxes, BOXES) and len(seqs['Basketball']) == 3
+    assert np.array_equal(seqs['Jogging_2'].boxes, BOXES[::-1])
+    assert abs(int(seqs['Basketball'].frame(1).mean()) - 20) <= 2
+
+
+def test_coco_objects_are_one_frame_sequences(tmp_path):
+    root = tmp_path / 'COCO'
+    jpeg(root / 'train2017' / '000000000001.jpg', value=90)
+    ann = {'images': [{'id': 1, 'file_name': '000000000001.jpg'}],
+           'annotations': [{'image_id': 1, 'bbox': [1, 2, 30, 20], 'iscrowd': 0},
+                           {'image_id': 1, 'bbox': [0, 0, 60, 40], 'iscrowd': 1},
+                           {'image_id': 1, 'bbox': [10, 5, 8, 9], 'iscrowd': 0}]}
+    write(root / 'annotations' / 'instances_train2017.json', json.dumps(ann))
+    coco = data.open_dataset('coco', tmp_path, split='train')
+    assert len(coco) == 2 and np.array_equal(coco[1].boxes, [[10, 5, 8, 9]]) and len(coco[0]) == 1
+    pairs = data.TrainingPairs([coco], [1], template_size=28, search_size=56, search_factor=4,
+                               samples_per_epoch=4, seed=0)
+    seq, t_z, t_x = pairs.sample_frames(np.random.default_rng(0))
+    assert t_z == t_x == 0  # template and search from the same image
+    assert pairs[0]['x'].shape == (3, 56, 56)
+
+
+def test_custom_folder_in_both_layouts(tmp_path):
+    for i in range(2):
+        jpeg(tmp_path / 'mine' / 'walk' / 'img' / f"{i + 1:08d}.jpg")
+        jpeg(tmp_path / 'mine' / 'run' / f"{i + 1:08d}.jpg")
+    write(tmp_path / 'mine' / 'walk' / 'groundtruth.txt', lines(BOXES[:2]))
+    write(tmp_path / 'mine' / 'run' / 'groundtruth.txt', lines(BOXES[1:]))
+    seqs = {s.name: s for s in data.open_dataset('custom', tmp_path / 'mine')}
+    assert np.array_equal(seqs['walk'].boxes, BOXES[:2]) and np.array_equal(seqs['run'].boxes, BOXES[1:])
+    assert seqs['run'].frame(1).shape == (48, 64, 3) and seqs['walk'].frame(1).shape == (48, 64, 3)
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    write(tmp_path / 'seq' / 'groundtruth.txt', '1,2,3,4\n5,6,7\n')
+    with pytest.raises(ValueError, match=r'groundtruth.txt:2: malformed box line'):
+        data.open_dataset('custom', tmp_path)
+    write(tmp_path / 'seq' / 'groundtruth.txt', '1,2,3,4\n5,6,x,8\n')
+    with pytest.raises(ValueError, match=r'groundtruth.txt:2:'):
+        data.read_boxes(tmp_path / 'seq' / 'groundtruth.txt')
+
+
+def test_missing_root_says_which_flag(monkeypatch, tmp_path):
+    monkeypatch.delenv('LORAT_DATA', raising=False)
+    with pytest.raises(ValueError, match='--data-root.*LORAT_DATA'):
+        data.open_dataset('lasot')
+    with pytest.raises(ValueError, match='does not exist'):
+        data.open_dataset('got10k', tmp_path / 'nowhere')
+    with pytest.raises(ValueError, match='unknown dataset'):
+        data.open_dataset('imagenet', tmp_path)
+    monkeypatch.setenv('LORAT_DATA', str(tmp_path))
+    assert data.resolve_root('lasot') == str(tmp_path)
+
+
+# -----------------------------------------------------------------------------
+# the one crop
+
+
+def test_crop_round_trip_and_pixels():
+    rng = np.random.default_rng(0)
+    img = np.zeros((240, 320, 3), np.uint8)
+    for _ in range(20):
+        x, y = rng.uniform(20, 250), rng.uniform(20, 180)
+        w, h = rng.uniform(10, 60), rng.uniform(10, 50)
+        box = np.array([x, y, x + w, y + h])
+        for window in (data.crop_window([x, y, w, h], 4.0), data.jitter_window([x, y, w, h], 4, 112, rng)):
+            crop_box = data.box_to_crop(box, window, 112)
+            assert np.allclose(data.box_from_crop(crop_box, window, 112), box, atol=1e-9)
+        # pixels: an integer-aligned white rectangle lands where box_to_crop says, within a pixel
+        xi, yi, wi, hi = int(x), int(y), int(w), int(h)
+        img[:] = 0
+        img[yi:yi + hi, xi:xi + wi] = 255
+        window = data.jitter_window([xi, yi, wi, hi], 4.0, 112, rng, center_jitter=0.5)
+        crop = data.crop_image(img, window, 112)
+        ys, xs = np.nonzero(crop[..., 0] > 127)
+        want = data.box_to_crop([xi, yi, xi + wi, yi + hi], window, 112)
+        got = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert np.abs(np.array(got) - np.clip(want, 0, 112)).max() <= 1.0, (got, want)
+
+
+def test_crop_identity_and_mean_padding():
+    img = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    assert np.array_equal(data.crop_image(img, (22 + 10, 10 + 10, 20), 20), img[10:30, 22:42])
+    crop = data.crop_image(img, (0, 0, 40), 40)  # top-left quarter lies outside the image
+    mean = np.asarray(data.image_mean(Image.fromarray(img)))
+    assert np.abs(crop[:19, :19].astype(int) - mean).max() == 0
+    assert np.array_equal(data.crop_image(img, (0, 0, 40), 40, fill=(1, 2, 3))[0, 0], [1, 2, 3])
+
+
+def test_template_mask_matches_crop_box():
+    box = [100.0, 80.0, 44.0, 36.0]
+    window = data.crop_window(box, 2.0)
+    crop_box = data.box_to_crop([100, 80, 144, 116], window, 112)  # in the 112 template crop, 8x8 cells
+    mask = template_fg_mask(torch.tensor(crop_box[None], dtype=torch.float32), 8)[0]
+    cells = np.arange(8) * 14
+    covers_x = (cells + 14 > crop_box[0]) & (cells < crop_box[2])  # any overlap with a cell
+    covers_y = (cells + 14 > crop_box[1]) & (cells < crop_box[3])
+    assert np.array_equal(mask.numpy(), (covers_y[:, None] & covers_x[None]).astype(np.int64))
+    assert 0 < mask.sum() < 64
+
+
+def test_jitter_statistics():
+    rng = np.random.default_rng(0)
+    x, y, w, h = 50.0, 60.0, 40.0, 20.0
+    side = data.crop_window([x, y, w, h], 4.0)[2]
+    draws = np.array([data.jitter_window([x, y, w, h], 4.0, 224, rng) for _ in range(20000)])
+    log_scale = np.log(draws[:, 2:] / side)  # side / exp(N(0,1) * 0.25) per axis -> log ~ N(0, 0.25)
+    assert np.abs(log_scale.mean(0)).max() < 0.01 and np.abs(log_scale.std(0) - 0.25).max() < 0.01
+    assert abs(np.corrcoef(log_scale.T)[0, 1]) < 0.03  # the two axes independently
+    scale = 224 / draws[:, 2:]  # crop px per image px
+    shift = (np.array([x + w / 2, y + h / 2]) - draws[:, :2]) * scale  # object center offset in crop px
+    u = shift / ((w * scale[:, :1] + h * scale[:, 1:]) * 0.5 * 3)  # U(-1, 1) * 3 * 0.5 * (w' + h')
+    assert np.abs(u).max() <= 1 and np.abs(u).max() > 0.99
+    assert np.abs(u.std(0) - 1 / math.sqrt(3)).max() < 0.01 and np.abs(u.mean(0)).max() < 0.02
+
+
+# -----------------------------------------------------------------------------
+# the sampler
+
+
+class Canvas(data.Sequence):
+    """In-memory sequence: a white box on a dark 400x300 frame where visible."""
+
+    def image(self, i, shrink=1.0):
+        img = np.full((300, 400, 3), 60, np.uint8)
+        if self.visible[i]:
+            x, y, w, h = self.boxes[i].astype(int)
+            img[y:y + h, x:x + w] = 255
+        return Image.fromarray(img), 1.0
+
+
+def canvas(n=300, seed=0, visible=None):
+    rng = np.random.default_rng(seed)
+    boxes = np.stack([rng.integers(120, 220, n), rng.integers(100, 160, n), rng.integers(24, 48, n),
+                      rng.integers(24, 48, n)], 1).astype(float)
+    return Canvas(f"canvas{seed}", boxes, rng.uniform(size=n) < 0.3 if visible is None else visible, None)
+
+
+def test_sampler_never_yields_invisible_and_follows_weights():
+    a, b = [canvas(300, 0), canvas(50, 1, visible=np.zeros(50, bool))], [canvas(200, 2)]
+    pairs = data.TrainingPairs([a, b], [3, 1], template_size=56, search_size=112, search_factor=4,
+                               samples_per_epoch=10, seed=0)
+    picks = []
+    for i in range(3000):
+        seq, t_z, t_x = pairs.sample_frames(np.random.default_rng([0, i]))
+        assert seq.visible[t_z] and seq.visible[t_x] and abs(t_z - t_x) <= 100
+        picks.append(seq.name != 'canvas2')
+    assert abs(np.mean(picks) - 0.75) < 0.03
+
+
+def test_pairs_deterministic_and_boxes_match_pixels():
+    seqs = [canvas(100, 3)]
+    pairs = data.TrainingPairs([seqs], [1], template_size=56, search_size=112, search_factor=4,
+                               samples_per_epoch=64, seed=7)
+    one, again, other = pairs[5], pairs[5], pairs[6]
+    assert all(torch.equal(one[k], again[k]) for k in one) and not torch.equal(one['x'], other['x'])
+    assert one['z'].shape == (3, 56, 56) and one['x'].shape == (3, 112, 112)
+    assert one['z_mask'].shape == (4, 4) and one['z_mask'].dtype == torch.int64
+    mean, std = torch.tensor(data.IMAGENET_MEAN).view(3, 1, 1), torch.tensor(data.IMAGENET_STD).view(3, 1, 1)
+    for i in range(40):  # after flips and color augmentation, the box still lies on the white object
+        s = pairs[i]
+        x = ((s['x'] * std + mean) * 255).mean(0).numpy()  # (S, S) gray
+        d = np.abs(x - np.median(x))
+        ys, xs = np.nonzero(d > 12)  # blur spreads the edge by a few pixels; a wrong flip moves it far
+        got = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) / 112
+        assert np.abs(got - s['x_box'].numpy()).max() <= 4 / 112, (i, got * 112, s['x_box'] * 112)
+        z = ((s['z'] * std + mean) * 255).mean(0).numpy()
+        d = np.abs(z - np.median(z[:3]))
+        ys, xs = np.nonzero(d > d.max() / 2)  # surely object pixels (blur and solarize blur the edge)
+        assert s['z_mask'][ys // 14, xs // 14].all()  # object pixels lie in foreground cells
+
+
+def test_loader_workers_give_the_same_samples():
+    seqs = data.open_dataset('synthetic', split='val', num=3, length=30)
+    pairs = data.TrainingPairs([seqs], [1], template_size=28, search_size=56, search_factor=4,
+                               samples_per_epoch=8, seed=1)
+    batch = next(iter(torch.utils.data.DataLoader(pairs, batch_size=8, num_workers=2)))
+    direct = torch.utils.data.default_collate([pairs[i] for i in range(8)])
+    assert all(torch.equal(batch[k], direct[k]) for k in batch)
+
+
+# -----------------------------------------------------------------------------
+# synthetic world
+
+
+def test_synthetic_deterministic_and_splits_disjoint():
+    a, b = data.synthetic_clip(11, 40), data.synthetic_clip(11, 40)
+    assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.frame(17), b.frame(17))
+    assert not np.array_equal(a.frame(17), data.synthetic_clip(12, 40).frame(17))
+    seeds = {k: {s.seed for s in data.open_dataset('synthetic', split=k, num=50, length=10)}
+             for k in ('train', 'val', 'test')}
+    assert not (seeds['train'] & seeds['val'] or seeds['train'] & seeds['test'] or seeds['val'] & seeds['test'])
+
+
+def test_synthetic_boxes_tightly_enclose_the_drawn_target():
+    checked = absent = 0
+    for seed in (2_000_000, 2_000_001, 2_000_002, 5, 6, 7, 8, 9):
+        clip = data.synthetic_clip(seed, 100)
+        for i in range(0, 100, 3):
+            if not clip.visible[i]:
+                absent += 1
+                continue
+            diff = np.abs(clip.frame(i).astype(int) - clip.frame(i, hide_target=True)).max(-1) > 0  # (H, W)
+            ys, xs = np.nonzero(diff)
+            x, y, w, h = clip.boxes[i]
+            assert xs.min() >= x and ys.min() >= y and xs.max() < x + w and ys.max() < y + h  # inside
+            assert max(xs.min() - x, ys.min() - y, x + w - 1 - xs.max(), y + h - 1 - ys.max()) <= 1  # tight
+            assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 240
+            checked += 1
+    assert checked > 200 and absent >= 0
+
+
+def test_synthetic_world_has_its_difficulties():
+    clips = [data.synthetic_clip(s, 100) for s in range(40)]
+    assert any((~c.visible).any() for c in clips)  # occlusion / out of view
+    areas = np.concatenate([c.boxes[c.visible, 2] * c.boxes[c.visible, 3] for c in clips])
+    assert areas.max() / areas.min() > 4  # scale change
+    assert all(len(c.below) + len(c.above) >= 1 for c in clips)  # distractors everywhere
+
+
+def test_write_mp4_and_got10k_folder_round_trip(tmp_path):
+    import av
+    clip = data.synthetic_clip(2_000_003, 12, size=(97, 64))  # odd width: cropped to even
+    data.write_mp4(tmp_path / 'clip.mp4', (clip.frame(i) for i in range(len(clip))), fps=10)
+    with av.open(str(tmp_path / 'clip.mp4')) as f:
+        frames = [fr.to_ndarray(format='rgb24') for fr in f.decode(video=0)]
+        codec = f.streams.video[0].codec_context.name
+    assert len(frames) == 12 and frames[0].shape == (64, 96, 3) and codec == 'h264'
+    data.write_got10k_sequence(tmp_path / 'seqs' / clip.name, clip)
+    (back,) = data.open_dataset('custom', tmp_path / 'seqs')
+    assert np.allclose(back.boxes, clip.boxes, atol=1e-4) and np.array_equal(back.visible, clip.visible)
+    assert np.abs(back.frame(3).astype(int) - clip.frame(3)).mean() < 4  # JPEG q95
