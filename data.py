@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageStat
 
 from lorat import template_fg_mask
 
@@ -44,11 +44,13 @@ ALIASES = {'got10k_val': ('got10k', 'val'), 'got10k_test': ('got10k', 'test'),
 
 def normalize(img):
     """uint8 RGB (H,W,3) or (B,H,W,3), numpy or torch -> ImageNet-normalized float (3,H,W) / (B,3,H,W).
-    In numpy: small torch ops on a busy CPU pay for thread start-up many times over."""
+    In numpy, one channel at a time (strided reads, contiguous writes): small torch ops on a busy CPU
+    pay for thread start-up many times over."""
     a = img.numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-    x = np.moveaxis(a, -1, -3).astype(np.float32)  # (..., 3, H, W)
-    x *= (1 / (255 * np.array(IMAGENET_STD, np.float32)))[:, None, None]
-    x -= (np.array(IMAGENET_MEAN, np.float32) / IMAGENET_STD)[:, None, None].astype(np.float32)
+    x = np.empty(a.shape[:-3] + (3,) + a.shape[-3:-1], np.float32)  # (..., 3, H, W)
+    for c in range(3):
+        np.multiply(a[..., c], np.float32(1 / (255 * IMAGENET_STD[c])), out=x[..., c, :, :])
+        x[..., c, :, :] -= np.float32(IMAGENET_MEAN[c] / IMAGENET_STD[c])
     return torch.from_numpy(x)
 
 
@@ -92,6 +94,14 @@ class Sequence:
 
     def frame(self, i):
         return np.asarray(self.image(i)[0])
+
+    def crops(self, i, windows, sizes):
+        """Crops of frame i (PIL, sizes[k] square): the frame is decoded once, at the coarsest
+        resolution every crop still gets at least one image pixel per crop pixel from."""
+        shrink = min(min(_window_xyxy(w)[2:]) / size for w, size in zip(windows, sizes))
+        im, scale = self.image(i, shrink)
+        fill = image_mean(im) if any(_leaves(w, im.size, scale) for w in windows) else None
+        return [crop_pil(im, w, size, fill, scale) for w, size in zip(windows, sizes)]
 
 
 def read_boxes(path):
@@ -376,18 +386,40 @@ def box_from_crop(box_xyxy, window, out_size):
 def image_mean(im):
     """Mean color of a PIL image (of its 4x box-reduced copy: cheap): the padding of out-of-image parts."""
     small = im.reduce(4) if min(im.size) >= 16 else im
-    return tuple(int(v) for v in np.asarray(small).reshape(-1, 3).mean(0).round())
+    return tuple(int(v + 0.5) for v in ImageStat.Stat(small).mean[:3])
+
+
+def _leaves(window, image_size, scale=1.0):
+    """Does the window reach outside the image (so that its crop needs padding)?"""
+    x0, y0, sx, sy = (v * scale for v in _window_xyxy(window))
+    return x0 < 0 or y0 < 0 or x0 + sx > image_size[0] or y0 + sy > image_size[1]
+
+
+def _inside(window, out_size, W, H, scale=1.0):
+    """The crop pixels [u0, u1) x [v0, v1) that lie wholly inside a W x H image, and the image box
+    (x0, y0, x1, y1) they cover -> ((u0, v0, u1, v1), box)."""
+    x0, y0, sx, sy = (v * scale for v in _window_xyxy(window))
+    a, e = sx / out_size, sy / out_size  # image px per crop px
+    u0, v0 = max(math.ceil(-x0 / a), 0), max(math.ceil(-y0 / e), 0)
+    u1, v1 = min(math.floor((W - x0) / a), out_size), min(math.floor((H - y0) / e), out_size)
+    return (u0, v0, u1, v1), (max(x0 + u0 * a, 0), max(y0 + v0 * e, 0), min(x0 + u1 * a, W), min(y0 + v1 * e, H))
 
 
 def crop_pil(im, window, out_size, fill=None, scale=1.0):
-    """One bilinear affine resample of the window (given in full-image pixels; `scale` = this image's
-    size over the full image's, for draft-decoded JPEGs) into an out_size square PIL image."""
-    x0, y0, sx, sy = _window_xyxy(window)
-    a, e = sx * scale / out_size, sy * scale / out_size
+    """One bilinear resample of the window (given in full-image pixels; `scale` = this image's
+    size over the full image's, for draft-decoded JPEGs) into an out_size square PIL image.
+
+    Image.resize with a float source box is PIL's fast separable resampler (it also antialiases when
+    shrinking); crop pixel u samples image x0 + (u + .5) * sx / out_size, pixel-center exact. Crop pixels
+    that do not lie wholly inside the image are padding: the image mean, or `fill`."""
+    (u0, v0, u1, v1), box = _inside(window, out_size, *im.size, scale)
+    if (u0, v0, u1, v1) == (0, 0, out_size, out_size):
+        return im.resize((out_size, out_size), Image.BILINEAR, box=box)
     fill = image_mean(im) if fill is None else tuple(int(v) for v in fill)
-    # PIL samples output pixel center (u+.5, v+.5) at input (a(u+.5) + c, e(v+.5) + f): pixel-center exact
-    return im.transform((out_size, out_size), Image.AFFINE, (a, 0, x0 * scale, 0, e, y0 * scale),
-                        resample=Image.BILINEAR, fillcolor=fill)
+    out = Image.new(im.mode, (out_size, out_size), fill)
+    if u0 < u1 and v0 < v1:
+        out.paste(im.resize((u1 - u0, v1 - v0), Image.BILINEAR, box=box), (u0, v0))
+    return out
 
 
 def crop_image(image, window, out_size, fill=None):
@@ -437,7 +469,8 @@ class Thing:
     """One drawn object: a shape with a two-color texture and a trajectory (cx, cy, w, h) per frame."""
 
     def __init__(self, shape, pattern, colors, freq, angle, track):
-        self.shape, self.pattern, self.colors, self.freq, self.angle = shape, pattern, colors, freq, angle
+        self.shape, self.pattern, self.freq, self.angle = shape, pattern, freq, angle
+        self.colors = np.asarray(colors, np.float32)  # (2, 3): float32 keeps the drawing in float32
         self.track = track  # (T, 4) cx, cy, w, h
 
     def extent(self, t):
@@ -448,16 +481,21 @@ class Thing:
                 math.ceil(cx + w / 2 + vx) + 1, math.ceil(cy + h / 2 + vy) + 1)
 
     def draw(self, t, with_color=True):
-        """Rasterize at frame t, motion-blurred along its velocity -> (x0, y0, alpha (h,w), rgb (h,w,3))
-        over the pixel patch starting at column x0, row y0. alpha > 0 exactly where it is drawn."""
+        """Rasterize at frame t over the pixel patch extent(t) -> (x0, y0, alpha (h,w), rgb (h,w,3)),
+        the patch starting at column x0, row y0. alpha > 0 exactly where it is drawn."""
+        x0, y0, x1, y1 = self.extent(t)
+        px, py = np.arange(x0, x1, dtype=np.float32) + 0.5, np.arange(y0, y1, dtype=np.float32) + 0.5
+        return (x0, y0) + self.sample(t, px, py, with_color)
+
+    def sample(self, t, px, py, with_color=True):
+        """The drawing at frame t, motion-blurred along its velocity, at the points px (w,) x py (h,)
+        (image coordinates: pixel centers for a frame, a crop's grid for a crop) -> alpha (h, w), rgb (h, w, 3)."""
         cx, cy, w, h = self.track[t]
         vx, vy = self.track[t, :2] - self.track[max(t - 1, 0), :2]  # pixels moved since the last frame
         n = int(min(max(abs(vx), abs(vy)) // 2, 4)) + 1  # smear over the motion: fast = blurred
-        x0, y0, x1, y1 = self.extent(t)
-        px = np.arange(x0, x1, dtype=np.float32) + 0.5
-        py = np.arange(y0, y1, dtype=np.float32)[:, None] + 0.5
-        alpha = np.zeros((y1 - y0, x1 - x0), np.float32)
-        rgb = np.zeros((y1 - y0, x1 - x0, 3), np.float32) if with_color else None
+        py = py[:, None]
+        alpha = np.zeros((len(py), len(px)), np.float32)
+        rgb = np.zeros((len(py), len(px), 3), np.float32) if with_color else None
         for k in range(n):  # n exposures along the last frame's motion
             s = k / n if n > 1 else 0.0
             u, v = (px - cx + s * vx) / (w / 2), (py - cy + s * vy) / (h / 2)
@@ -465,8 +503,8 @@ class Thing:
             alpha += inside / n
             if with_color:
                 mix = _pattern(self.pattern, u, v, self.freq, self.angle)[..., None]
-                rgb += inside[..., None] * (self.colors[0] * (1 - mix) + self.colors[1] * mix) / n
-        return x0, y0, alpha, rgb
+                rgb += inside[..., None] * (self.colors[0] + (self.colors[1] - self.colors[0]) * mix) / n
+        return alpha, rgb
 
 
 def _smooth_walk(rng, n, size, lo, hi, speed):
@@ -590,10 +628,10 @@ class SyntheticClip(Sequence):
             ex0, ey0, ex1, ey1 = thing.extent(t)
             if ex0 >= x0 + w or ey0 >= y0 + h or ex1 <= x0 or ey1 <= y0:
                 continue  # does not reach the target: skip drawing it
-            ox, oy, oa, _ = thing.draw(t, with_color=False)
-            ys, xs = slice(max(oy, y0), min(oy + oa.shape[0], y0 + h)), slice(max(ox, x0), min(ox + oa.shape[1], x0 + w))
-            alpha[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0] *= \
-                1 - oa[ys.start - oy:ys.stop - oy, xs.start - ox:xs.stop - ox]
+            xa, ya, xb, yb = max(ex0, x0), max(ey0, y0), min(ex1, x0 + w), min(ey1, y0 + h)  # the overlap only
+            oa, _ = thing.sample(t, np.arange(xa, xb, dtype=np.float32) + 0.5,
+                                 np.arange(ya, yb, dtype=np.float32) + 0.5, with_color=False)
+            alpha[ya - y0:yb - y0, xa - x0:xb - x0] *= 1 - oa
         return x0, y0, alpha
 
     def _annotate(self):
@@ -614,22 +652,59 @@ class SyntheticClip(Sequence):
         return Image.fromarray(self.frame(i)), 1.0
 
     def frame(self, i, hide_target=False):
-        """Render frame i: background, distractors below, target, things above, illumination -> uint8."""
+        """Render frame i -> uint8 (H, W, 3)."""
         W, H = self.size
-        bg = _texture(*self.texture, W, H)
+        return self.render(i, (0, 0, W, H), (W, H), hide_target)
+
+    def crops(self, i, windows, sizes):
+        """Crops of frame i rendered straight at crop resolution (no full frame is drawn): the same
+        geometry and mean-color padding as crop_pil on the rendered frame, for a fraction of the work."""
+        W, H = self.size
+        fill = None
+        out = []
+        for window, size in zip(windows, sizes):
+            (u0, v0, u1, v1), box = _inside(window, size, W, H)
+            if u0 >= u1 or v0 >= v1:
+                part = None  # the window misses the frame
+            else:  # at most one sample per frame pixel: a crop that enlarges is rendered small, then resized
+                w, h = min(u1 - u0, math.ceil(box[2] - box[0])), min(v1 - v0, math.ceil(box[3] - box[1]))
+                part = Image.fromarray(self.render(i, box, (w, h))).resize((u1 - u0, v1 - v0), Image.BILINEAR)
+            if (u0, v0, u1, v1) == (0, 0, size, size):
+                out.append(part)
+                continue
+            if fill is None:  # the frame's mean color, from an 8x coarser rendering
+                fill = tuple(int(v) for v in self.render(i, (0, 0, W, H), (W // 8, H // 8)).mean((0, 1)).round())
+            crop = Image.new('RGB', (size, size), fill)
+            if part is not None:
+                crop.paste(part, (u0, v0))
+            out.append(crop)
+        return out
+
+    def render(self, i, box, size, hide_target=False):
+        """Frame i sampled on a size[0] x size[1] grid spanning box (x0, y0, x1, y1, frame pixels, inside
+        the frame): background, distractors below, target, things above, illumination -> uint8 (h, w, 3).
+        Box (0, 0, W, H) at size (W, H) is the frame itself; a crop's box renders only what the crop shows."""
+        W, H = self.size
+        x0, y0, x1, y1 = box
+        w, h = size
+        xs = x0 + (np.arange(w, dtype=np.float32) + 0.5) * np.float32((x1 - x0) / w)  # (w,) sample points
+        ys = y0 + (np.arange(h, dtype=np.float32) + 0.5) * np.float32((y1 - y0) / h)  # (h,)
         P, p1, P2, p2 = self.pan
         m = min(W, H) // 8  # pan amplitude
         ox = self.view[0] + round(m * (1 + math.sin(2 * math.pi * i / P + p1)))
         oy = self.view[1] + round(m * (1 + math.sin(2 * math.pi * i / P2 + p2)))
-        img = bg[oy:oy + H, ox:ox + W][..., self.channels].astype(np.float32)
+        bg = _texture(*self.texture, W, H).resize(size, Image.BILINEAR, box=(x0 + ox, y0 + oy, x1 + ox, y1 + oy))
+        img = np.asarray(bg)[..., self.channels].astype(np.float32)  # (h, w, 3)
         for thing in self.below + ([] if hide_target else [self.target]) + self.above:
-            x0, y0, x1, y1 = thing.extent(i)
-            if x1 > 0 and y1 > 0 and x0 < W and y0 < H:  # only what shows in the frame
-                _composite(img, *thing.draw(i))
+            ex0, ey0, ex1, ey1 = thing.extent(i)
+            (c0, c1), (r0, r1) = np.searchsorted(xs, (ex0, ex1)), np.searchsorted(ys, (ey0, ey1))
+            if c0 < c1 and r0 < r1:  # only the grid points its patch covers
+                alpha, rgb = thing.sample(i, xs[c0:c1], ys[r0:r1])
+                _composite(img, int(c0), int(r0), alpha, rgb)
         period, phase, amp, tilt = self.light
         gain = 1 + amp * math.sin(2 * math.pi * i / period + phase)
-        ramp = gain * (1 + tilt * math.sin(2 * math.pi * i / period / 2) * (np.arange(W, dtype=np.float32) / W - 0.5))
-        img *= ramp[None, :, None]
+        ramp = gain * (1 + tilt * math.sin(2 * math.pi * i / period / 2) * (xs / W - 0.5))  # (w,)
+        img *= ramp[None, :, None].astype(np.float32)
         return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -647,7 +722,7 @@ def _composite(img, x0, y0, alpha, rgb):
 @lru_cache(maxsize=48)
 def _texture(bank, k, W, H):
     """Background texture k of a bank (one bank per split, so train and test share none): a smooth
-    color field + mid-frequency texture + static clutter blobs, 1.5x the frame per side. uint8."""
+    color field + mid-frequency texture + static clutter blobs, 1.5x the frame per side. PIL RGB."""
     rng = np.random.default_rng([bank, k, 2])
     size = (W * 3 // 2, H * 3 // 2)
     coarse = Image.fromarray(rng.integers(30, 225, (5, 6, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
@@ -659,7 +734,7 @@ def _texture(bank, k, W, H):
         track = np.array([[rng.uniform(0, size[0]), rng.uniform(0, size[1]), s * rng.uniform(.5, 2), s * rng.uniform(.5, 2)]])
         _composite(img, *Thing(SHAPES[rng.integers(len(SHAPES))], PATTERNS[rng.integers(5)], colors,
                                rng.uniform(1, 3), rng.uniform(0, 3), track).draw(0))
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
 def synthetic_clip(seed, length=100, size=(320, 240)):
@@ -721,15 +796,38 @@ def color_augment(images, rng):
     (brightness, contrast, saturation, each x U(0.6, 1.4), in random order), then always one of
     grayscale / solarize / gaussian blur (sigma U(0.1, 2))."""
     factors, order = rng.uniform(0.6, 1.4, 3), rng.permutation(3)
-    enhancers = (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
-    for k in order:
-        images = [enhancers[k](im).enhance(factors[k]) for im in images]
+    images = [_color_jitter(im, factors, order) for im in images]
     choice, sigma = rng.integers(3), rng.uniform(0.1, 2.0)
     if choice == 0:
         return [im.convert('L').convert('RGB') for im in images]
     if choice == 1:
-        return [ImageOps.solarize(im, 128) for im in images]
+        return [_apply(im, np.where(np.arange(256) < 128, np.arange(256), 255 - np.arange(256))) for im in images]
     return [im.filter(ImageFilter.GaussianBlur(sigma)) for im in images]
+
+
+def _color_jitter(im, factors, order):
+    """Brightness x f, contrast (about the mean gray) x f, saturation x f, in `order`, clipped after each
+    as PIL's ImageEnhance does. Brightness and contrast map each value alone, so consecutive ones fold
+    into one 256-entry table applied in one pass; only saturation mixes channels (ImageEnhance.Color)."""
+    table = np.arange(256, dtype=np.float32)  # value -> value, still to be applied to im
+    for k in order:
+        f = np.float32(factors[k])
+        if k == 0:
+            table = table * f
+        elif k == 1:  # the mean gray of the image as it stands, from its histogram
+            hist = np.array(im.histogram(), np.float32).reshape(3, 256)
+            r, g, b = hist @ np.clip(table, 0, 255) / hist[0].sum()
+            gray = np.float32(int(0.299 * r + 0.587 * g + 0.114 * b + 0.5))
+            table = gray + (table - gray) * f
+        else:
+            im, table = ImageEnhance.Color(_apply(im, table)).enhance(f), np.arange(256, dtype=np.float32)
+        table = np.clip(table, 0, 255)
+    return _apply(im, table)
+
+
+def _apply(im, table):
+    """A 256-entry value table applied to every channel, in one pass."""
+    return im.point(np.rint(table).astype(np.uint8).tolist() * 3)
 
 
 class TrainingPairs(torch.utils.data.Dataset):
@@ -784,11 +882,10 @@ class TrainingPairs(torch.utils.data.Dataset):
         box_z, box_x = seq.boxes[t_z], seq.boxes[t_x]
         win_z = crop_window(box_z, self.template_factor)
         win_x = self.search_window(box_x, rng)
-        shrink_z, shrink_x = win_z[2] / self.Tz, min(win_x[2:]) / self.Sx  # image px per crop px
-        im_z, scale_z = seq.image(t_z, shrink_z if t_z != t_x else min(shrink_z, shrink_x))
-        im_x, scale_x = (im_z, scale_z) if t_z == t_x else seq.image(t_x, shrink_x)
-        z = crop_pil(im_z, win_z, self.Tz, scale=scale_z)
-        x = crop_pil(im_x, win_x, self.Sx, scale=scale_x)
+        if t_z == t_x:  # one image (COCO): read it once
+            z, x = seq.crops(t_z, [win_z, win_x], [self.Tz, self.Sx])
+        else:
+            (z,), (x,) = seq.crops(t_z, [win_z], [self.Tz]), seq.crops(t_x, [win_x], [self.Sx])
         z_box = box_to_crop(box_z[:2].tolist() + (box_z[:2] + box_z[2:]).tolist(), win_z, self.Tz)
         x_box = box_to_crop(box_x[:2].tolist() + (box_x[:2] + box_x[2:]).tolist(), win_x, self.Sx)
         if self.augment:
