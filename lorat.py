@@ -60,7 +60,7 @@ class ModelConfig:
     patch_size: int = 14
     template_size: int = 56      # template crop, px
     search_size: int = 112       # search crop, px
-    template_factor: float = 2.0  # crop side = factor * sqrt(w * h) (SiamFC, see data.py)
+    template_factor: float = 2.0  # SiamFC crop: side = sqrt((w + p)(h + p)), p = (factor - 1)(w + h) / 2 (data.py)
     search_factor: float = 4.0
     head: str = 'mlp'            # 'mlp' (LoRAT) or 'conv' (OSTrack-style, the paper's comparison)
     pos_emb: str = 'decoupled'   # 'decoupled' (LoRAT) or 'separate' (ablation 1)
@@ -770,8 +770,8 @@ def median_ms(fn, warmup=3, iters=10):
 def benchmark(size, res, threads):
     """Forward latency (batch 1, merged LoRA) in fp32 and bf16 against this CPU's matmul ceiling."""
     torch.set_num_threads(threads)
-    print(f"CPU benchmark, {threads} threads, {size}-{res}, batch 1")
     model = build_model(size, res).merge().eval()
+    print(f"CPU benchmark, {threads} threads, {size}-{model.cfg.res}, batch 1")
     plain = build_model(size, res, lora_rank=0).eval()  # a ViT that never had LoRA
     cfg = model.cfg
     z = torch.randn(1, 3, cfg.template_size, cfg.template_size)

@@ -1,0 +1,251 @@
+"""track.py: the Tracker, the command line end to end on a synthetic mp4, its errors, official weights."""
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import lorat  # noqa: E402
+import track  # noqa: E402
+from data import box_to_crop, synthetic_clip, write_mp4  # noqa: E402
+
+FRAMES = 10
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """track.main() sets the thread count of the process it runs in: put it back for the other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_cli(*args, cwd=None):
+    env = {k: v for k, v in os.environ.items() if k not in ('DISPLAY', 'WAYLAND_DISPLAY')}
+    env['MPLBACKEND'] = 'agg'
+    return subprocess.run([sys.executable, os.path.join(ROOT, 'track.py'), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def count_frames(path):
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.fixture(scope='module')
+def world(tmp_path_factory):
+    """A short synthetic clip as mp4 and a tiny hand-built model saved as a merged export."""
+    folder = tmp_path_factory.mktemp('track')
+    torch.manual_seed(0)
+    model = lorat.build_model('T', lora_rank=0)
+    weights = folder / 'tiny.pt'
+    torch.save({'config': asdict(model.cfg), 'model': model.state_dict(), 'merged': True}, weights)
+    clip = synthetic_clip(2_000_000, length=FRAMES, size=(160, 120))
+    video = folder / 'clip.mp4'
+    write_mp4(str(video), (clip.frame(i) for i in range(FRAMES)), fps=25)
+    return dict(folder=folder, weights=weights, video=video, clip=clip,
+                init=','.join(f'{v:g}' for v in clip.boxes[0]))
+
+
+def test_cli_tracks_a_video_end_to_end(world):
+    out, boxes = world['folder'] / 'out.mp4', world['folder'] / 'boxes.txt'
+    r = run_cli(world['video'], '--weights', world['weights'], '--init', world['init'], '--out', out, '--boxes', boxes)
+    assert r.returncode == 0, r.stderr
+    assert 'fps' in r.stdout and r.stdout.strip().splitlines()[-1] == f'annotated video: {out}'
+    lines = boxes.read_text().splitlines()
+    assert len(lines) == FRAMES
+    first = np.array([float(v) for v in lines[0].split(',')])
+    assert np.allclose(first, world['clip'].boxes[0], atol=0.01)  # frame 0 is the given box
+    assert all(len(line.split(',')) == 4 for line in lines)
+    assert count_frames(out) == FRAMES
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].average_rate == 25  # the source frame rate is kept
+
+
+def test_cli_tracks_an_image_folder(world, tmp_path):
+    for i in range(4):
+        Image.fromarray(world['clip'].frame(i)).save(tmp_path / f'{i:08d}.jpg')
+    boxes = tmp_path / 'b.txt'
+    r = run_cli(tmp_path, '--weights', world['weights'], '--init', world['init'], '--boxes', boxes)
+    assert r.returncode == 0, r.stderr
+    assert len(boxes.read_text().splitlines()) == 4
+    assert count_frames(f'{tmp_path}_lorat.mp4') == 4  # next to the folder
+
+
+@pytest.mark.parametrize('init, message', [('1,2,3', 'four numbers'), ('a,b,c,d', 'four numbers'),
+                                           ('10,10,0,20', 'zero or negative size'),
+                                           ('10,10,20,-5', 'zero or negative size'),
+                                           ('500,40,20,20', 'outside'), ('-50,-50,20,20', 'outside')])
+def test_bad_init_fails_with_one_clear_line(world, init, message):
+    with pytest.raises(SystemExit) as e:  # the CLI prints SystemExit's message as its one line
+        track.main([str(world['video']), '--weights', str(world['weights']), '--init', init,
+                    '--out', str(world['folder'] / 'x.mp4')])
+    text = str(e.value.code)
+    assert text.startswith('error: ') and '\n' not in text and message in text and '--init' in text, text
+    assert not (world['folder'] / 'x.mp4').exists() and not (world['folder'] / 'x.mp4.tmp').exists()
+
+
+def test_no_init_without_display_says_how(world):
+    r = run_cli(world['video'], '--weights', world['weights'])
+    assert r.returncode != 0 and '--init x,y,w,h' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_missing_and_corrupt_videos_fail_clearly(world, tmp_path):
+    r = run_cli(tmp_path / 'nope.mp4', '--weights', world['weights'], '--init', world['init'])
+    assert r.returncode != 0 and 'does not exist' in r.stderr and 'Traceback' not in r.stderr
+    corrupt = tmp_path / 'corrupt.mp4'
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4000))
+    truncated = tmp_path / 'truncated.mp4'
+    truncated.write_bytes(world['video'].read_bytes()[:2000])
+    for bad in (corrupt, truncated):
+        r = run_cli(bad, '--weights', world['weights'], '--init', world['init'])
+        assert r.returncode != 0 and 'cannot read video' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_checkpoint_resolution_mismatch_fails_clearly(world):
+    r = run_cli(world['video'], '--weights', world['weights'], '--init', world['init'], '--res', 224)
+    assert r.returncode != 0 and 'T-112' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_update_is_the_hann_blended_argmax(world):
+    clip = world['clip']
+    tracker = track.load_tracker(world['weights'])
+    tracker.init(clip.frame(0), clip.boxes[0])
+    box, score = tracker.update(clip.frame(1))
+    last = tracker.last
+    g = tracker.cfg.search_grid
+    hann = np.outer(np.hanning(g), np.hanning(g))  # numpy's is the symmetric (periodic=False) window
+    assert last['score_map'].shape == (g, g)
+    assert np.allclose(last['blended'], 0.55 * last['score_map'] + 0.45 * hann, atol=1e-6)
+    i, j = np.unravel_index(last['blended'].argmax(), (g, g))
+    assert score == pytest.approx(last['score_map'][i, j])
+    H, W = clip.frame(1).shape[:2]
+    assert box.shape == (4,) and box[0] >= 0 and box[1] >= 0 and box[0] + box[2] <= W and box[1] + box[3] <= H
+
+
+def test_bf16_tracker_agrees_with_fp32(world):
+    clip = world['clip']
+    results = []
+    for dtype in ('fp32', 'bf16'):
+        tracker = track.load_tracker(world['weights'], dtype=dtype)
+        tracker.init(clip.frame(0), clip.boxes[0])
+        tracker.update(clip.frame(1))
+        results.append(tracker.last['score_map'])
+        assert next(tracker.model.parameters()).dtype == track.DTYPES[dtype]
+    assert np.abs(results[0] - results[1]).max() < 0.05
+
+
+class PointsRight(torch.nn.Module):
+    """A stand-in model that always answers 'the target is at the right edge of the search crop'."""
+
+    def __init__(self):
+        super().__init__()
+        self.cfg = lorat.make_config('T')
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, z, x, z_mask):
+        g = self.cfg.search_grid
+        return torch.zeros(1, g, g), torch.tensor([0.8, 0.45, 1.0, 0.55]).expand(1, g, g, 4)
+
+
+def test_a_target_leaving_the_frame_does_not_crash():
+    tracker = track.Tracker(PointsRight())
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    tracker.init(frame, (140, 50, 30, 20))  # partly outside already: the template is padded
+    for _ in range(20):
+        box, score = tracker.update(frame)
+        assert np.isfinite(box).all() and np.isfinite(score)
+        assert box[0] >= 0 and box[1] >= 0 and box[2] >= 0 and box[3] >= 0
+        assert box[0] + box[2] <= 160 + 1e-9 and box[1] + box[3] <= 120 + 1e-9
+    assert box[0] == pytest.approx(160) and box[2] == pytest.approx(0)  # left through the right edge
+
+
+class Oracle(PointsRight):
+    """A stand-in model that answers, in every cell, the true box (set before each frame) in crop coordinates."""
+
+    def forward(self, z, x, z_mask):
+        g, S = self.cfg.search_grid, self.cfg.search_size
+        box = torch.tensor(box_to_crop(self.truth, self.window, S) / S, dtype=torch.float32)
+        return torch.zeros(1, g, g), box.expand(1, g, g, 4)
+
+
+def test_a_perfect_model_gives_back_the_true_boxes(world):
+    """The geometry round trip: crop window, normalized crop box, back to the image (clipped)."""
+    clip, oracle = world['clip'], Oracle()
+    tracker = track.Tracker(oracle)
+    tracker.init(clip.frame(0), clip.boxes[0])
+    for i in range(1, FRAMES):
+        x, y, w, h = clip.boxes[i]
+        oracle.truth, oracle.window = [x, y, x + w, y + h], tracker.search_window()
+        box, _ = tracker.update(clip.frame(i))
+        assert np.allclose(box, clip.boxes[i], atol=1e-3), (i, box, clip.boxes[i])
+
+
+def write_official_release(folder, rank=4, alpha=8):
+    """A tiny (width-128, size T) LoRAT release in the authors' format: a DINOv2-layout backbone file
+    (37x37 position grid + cls, cls/mask tokens) and a safetensors file of only LoRA, type table, head.
+    Returns the unmerged reference model the files were cut from."""
+    from safetensors.torch import save_file
+    torch.manual_seed(1)
+    ref = lorat.build_model('T', 112, lora_rank=rank, lora_alpha=float(alpha)).eval()
+    grid37 = torch.randn(1, 37 * 37, 128) * 0.1
+    with torch.no_grad():
+        ref.pos_embed.copy_(lorat.resize_pos_embed(grid37, ref.cfg.search_grid))
+        for name, p in ref.named_parameters():
+            if '.lora.' in name:  # large enough that a wrongly mapped adapter changes the output
+                p.copy_(torch.randn_like(p) * 0.1)
+    sd = {k: v.clone().contiguous() for k, v in ref.state_dict().items()}
+    trained = {k: v for k, v in sd.items() if '.lora.' in k or k.startswith(('token_type_embed', 'head.'))}
+    backbone = {k: v for k, v in sd.items() if k not in trained and k != 'pos_embed'}
+    backbone.update(pos_embed=torch.cat([torch.randn(1, 1, 128), grid37], 1), cls_token=torch.randn(1, 1, 128),
+                    mask_token=torch.zeros(1, 128))
+    torch.save(backbone, folder / 'dinov2_vitt14_pretrain.pth')
+    save_file({**trained, 'lora_alpha': torch.tensor(alpha), 'use_rslora': torch.tensor(False)},
+              str(folder / 'LoRAT_T_112.safetensors'))
+    return ref
+
+
+def test_official_checkpoint_loads_and_matches(world, tmp_path):
+    ref = write_official_release(tmp_path)
+    weights, backbone = tmp_path / 'LoRAT_T_112.safetensors', tmp_path / 'dinov2_vitt14_pretrain.pth'
+    tracker = track.load_tracker(weights, backbone=backbone, res=112)
+    cfg = tracker.cfg
+    z, x = torch.randn(2, 3, cfg.template_size, cfg.template_size), torch.randn(2, 3, cfg.search_size, cfg.search_size)
+    z_mask = torch.randint(0, 2, (2, cfg.template_grid, cfg.template_grid))
+    with torch.no_grad():
+        (s, b), (s_ref, b_ref) = tracker.model(z, x, z_mask), ref(z, x, z_mask)
+    assert torch.allclose(s, s_ref, atol=1e-4) and torch.allclose(b, b_ref, atol=1e-5)
+    r = run_cli(world['video'], '--weights', weights, '--backbone', backbone, '--res', 112,
+                '--init', world['init'], '--boxes', tmp_path / 'b.txt', '--out', tmp_path / 'o.mp4')
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / 'b.txt').read_text().splitlines()) == FRAMES
+
+
+def test_demo_needs_a_trained_model_then_prints_video_and_score(world, tmp_path):
+    r = run_cli(cwd=tmp_path)
+    assert r.returncode != 0 and 'python train.py' in r.stderr and 'Traceback' not in r.stderr
+    (tmp_path / 'runs' / 'r1').mkdir(parents=True)
+    os.link(world['weights'], tmp_path / 'runs' / 'r1' / 'export.pt')
+    (tmp_path / 'runs' / 'latest').write_text('r1\n')
+    r = run_cli(cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    video_line, score_line = r.stdout.strip().splitlines()[-2:]
+    video = tmp_path / video_line.split(': ')[1]
+    assert video_line.startswith('annotated video:') and count_frames(video) == 100
+    auc = float(score_line.split(': ')[1].rstrip('%'))
+    assert score_line.startswith('success AUC') and 0 <= auc <= 100
+
+
+def test_success_auc():
+    gt = np.array([[0, 0, 10, 10]] * 4, float)
+    pred = gt.copy()
+    pred[2:] += [100, 0, 0, 0]  # two frames lost
+    assert track.success_auc(pred, gt, np.ones(4, bool)) == pytest.approx(0.5 * 20 / 21)  # IoU 1 > t except t=1
+    assert track.success_auc(pred, gt, np.array([1, 1, 0, 0], bool)) == pytest.approx(20 / 21)
