@@ -1,0 +1,871 @@
+"""
+Evaluate LoRAT on tracking benchmarks the way the papers do (one-pass evaluation, OPE).
+
+    python evaluate.py run --dataset lasot --root /data/LaSOT --weights runs/latest/export.pt
+    python evaluate.py score --dataset lasot --root /data/LaSOT --results results/A results/B
+    python evaluate.py pack --dataset got10k_test --results results/A     # the server's zip
+    python evaluate.py efficiency --device cuda --sizes B,L,g --res 224,378
+
+`score` reads result folders (one `x,y,w,h` line per frame per sequence, pytracking's format; ours
+or anyone's published raw results) and the ground truth (annotation files only, never an image), and
+computes the figures with the rules of pytracking's analysis code (`extract_results.py`,
+`plot_results.py`) -- the reference LoRAT and most trackers report with -- and, for GOT-10k val, the
+rules of the official got10k toolkit. Every rule is written down where it is applied.
+
+`run` tracks every sequence with track.py's Tracker in worker processes (one per GPU round-robin,
+or CPU), skips sequences that already have a result (so a killed run resumes), then scores or packs.
+`efficiency` prints the paper's inference-efficiency table for this implementation.
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import data
+
+# -----------------------------------------------------------------------------
+# OPE metrics: pytracking's analysis rules (LaSOT, LaSOT_ext, TNL2K, OTB, TrackingNet-style)
+
+# The overlap thresholds are exactly pytracking's torch.arange(0, 1.05, 0.05) in float64: it yields
+# 0.6500000000000001 and 0.7500000000000001 where 13 * 0.05 gives 0.65 and 0.75, and an IoU sitting
+# exactly on a threshold must fall on the same side as in the reference.
+SUCCESS_THRESHOLDS = torch.arange(0.0, 1.05, 0.05, dtype=torch.float64).numpy()  # 21 values, 0..1
+CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64)  # pixels 0..50; precision is read at 20
+NORM_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0  # 0..0.5; normalized precision at 0.2
+PRECISION_AT = 20  # index into CENTER_THRESHOLDS (20 px) and NORM_THRESHOLDS (0.20)
+OP50, OP75 = 10, 15  # indices of the 0.5 and 0.75 overlap thresholds
+
+# Datasets that get pytracking's LaSOT-only rules: results shorter than the gt are an error, and
+# frames where the target is not visible fail both center errors (elsewhere the normalized one passes).
+# pytracking names the LaSOT extension 'lasot_extension_subset', so it does NOT get these rules.
+LASOT_RULES = ('lasot',)
+
+
+def clean_results(pred, gt, dataset):
+    """A tracker's raw boxes (N, 4) -> boxes (T, 4) aligned with the ground truth, pytracking's rules.
+
+    - NaN anywhere or a negative w/h is an error (a broken result file, not a tracking failure).
+    - A box with zero w or h is replaced by the previous (already cleaned) box, frame 0 excepted.
+    - Length: longer results are truncated; shorter ones are an error on LaSOT and padded with zero
+      boxes (IoU 0, center far off) elsewhere.
+    - Frame 0 is set to the ground truth (the tracker was given it).
+    """
+    pred = np.array(pred, dtype=np.float64).reshape(-1, 4)
+    if np.isnan(pred).any() or (pred[:, 2:] < 0).any():
+        raise ValueError("invalid result: NaN or negative width/height (pytracking refuses such files)")
+    if np.isnan(gt).any():
+        raise ValueError("ground truth has NaN boxes: this split's annotations are withheld "
+                         "(score it on the benchmark's server: `evaluate.py pack`)")
+    for i in range(1, len(pred)):
+        if (pred[i, 2:] == 0).any():
+            pred[i] = pred[i - 1]
+    if len(pred) > len(gt):
+        pred = pred[:len(gt)]
+    elif len(pred) < len(gt):
+        if dataset in LASOT_RULES:
+            raise ValueError(f"result has {len(pred)} boxes for {len(gt)} frames (LaSOT: shorter results "
+                             f"are an error)")
+        pred = np.concatenate([pred, np.zeros((len(gt) - len(pred), 4))])
+    pred[0] = gt[0]
+    return pred
+
+
+def iou_pytracking(pred, gt):
+    """IoU of x,y,w,h boxes with pytracking's +1 pixel convention for the intersection: a box covers
+    pixels x .. x+w-1, so the overlap side is min(x2) - max(x1) + 1; areas stay w*h. (T,4),(T,4)->(T,).
+    (Algebraically the -1 and +1 cancel; they are kept so the floating-point rounding is the reference's.)"""
+    tl = np.maximum(pred[:, :2], gt[:, :2])
+    br = np.minimum(pred[:, :2] + pred[:, 2:] - 1.0, gt[:, :2] + gt[:, 2:] - 1.0)
+    inter = np.clip(br - tl + 1.0, 0, None).prod(1)
+    union = pred[:, 2:].prod(1) + gt[:, 2:].prod(1) - inter
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return inter / union  # 0/0 only on invalid gt frames, which are overwritten
+
+
+def center_error(pred, gt, normalized=False):
+    """Distance of box centers, center = x + 0.5 * (w - 1) (pixel-index convention). Normalized: both
+    centers divided by the gt's w and h first (so the error is in units of the target size). (T,)."""
+    c_pred = pred[:, :2] + 0.5 * (pred[:, 2:] - 1.0)
+    c_gt = gt[:, :2] + 0.5 * (gt[:, 2:] - 1.0)
+    with np.errstate(divide='ignore', invalid='ignore'):  # zero-size gt: inf/NaN, overwritten (invalid)
+        if normalized:
+            c_pred, c_gt = c_pred / gt[:, 2:], c_gt / gt[:, 2:]
+        return np.sqrt(((c_pred - c_gt) ** 2).sum(1))
+
+
+def sequence_errors(pred, gt, visible, dataset):
+    """Per-frame IoU, center error and normalized center error, pytracking's handling of frames:
+
+    - a frame is valid when its gt has w > 0 and h > 0 and the target is visible (where the dataset
+      has visibility flags);
+    - invalid frames: IoU = -1 (fails every threshold), center error = inf (fails), normalized center
+      error = -1 (passes every threshold);
+    - LaSOT only: frames where the target is not visible get normalized center error = inf (fails too).
+    """
+    pred = clean_results(pred, gt, dataset)
+    valid = (gt[:, 2] > 0) & (gt[:, 3] > 0) & visible
+    iou = iou_pytracking(pred, gt)
+    err = center_error(pred, gt)
+    err_norm = center_error(pred, gt, normalized=True)
+    iou[~valid], err[~valid], err_norm[~valid] = -1.0, np.inf, -1.0
+    if dataset in LASOT_RULES:
+        err[~visible], err_norm[~visible] = np.inf, np.inf
+    if np.isnan(iou).any():
+        raise ValueError("NaN in the computed overlaps")
+    return iou, err, err_norm, valid
+
+
+def sequence_curves(pred, gt, visible, dataset):
+    """One sequence's success, precision and normalized-precision curves: the fraction of ALL its
+    frames (invalid ones included, counted as failures above) with IoU strictly greater than each
+    overlap threshold, and with center error <= each distance threshold."""
+    iou, err, err_norm, valid = sequence_errors(pred, gt, visible, dataset)
+    n = len(gt)  # pytracking's default: averaged over the full length, not over valid frames
+    return {'success': (iou[:, None] > SUCCESS_THRESHOLDS[None]).sum(0) / n,  # (21,)
+            'precision': (err[:, None] <= CENTER_THRESHOLDS[None]).sum(0) / n,  # (51,)
+            'norm_precision': (err_norm[:, None] <= NORM_THRESHOLDS[None]).sum(0) / n,  # (51,)
+            'mean_iou': float(iou[valid].mean()) if valid.any() else float('nan')}
+
+
+def curve_scores(curves):
+    """Figures (in %) from one or more sequences' curves; sequences weigh equally.
+    AUC = mean of the success curve over its 21 thresholds (so a perfect tracker gets 20/21 = 95.24:
+    IoU 1 is not > 1); precision at 20 px; normalized precision at 0.2; OP50/OP75 = success at 0.5/0.75."""
+    success = np.mean([c['success'] for c in curves], 0) * 100
+    precision = np.mean([c['precision'] for c in curves], 0) * 100
+    norm_precision = np.mean([c['norm_precision'] for c in curves], 0) * 100
+    return {'AUC': float(success.mean()), 'P': float(precision[PRECISION_AT]),
+            'NP': float(norm_precision[PRECISION_AT]), 'OP50': float(success[OP50]),
+            'OP75': float(success[OP75])}
+
+
+# -----------------------------------------------------------------------------
+# GOT-10k val: the official got10k toolkit's rules
+
+
+def iou_got10k(pred, gt, bound=None):
+    """The got10k toolkit's IoU: no +1 (a box spans x .. x+w), both boxes first clipped to the image
+    (`bound` = (width, height) from meta_info.ini) when known, eps in the union, clipped to [0, 1]."""
+    pred, gt = np.array(pred, dtype=np.float64), np.array(gt, dtype=np.float64)
+    if bound is not None:
+        for b in (pred, gt):
+            b[:, 0] = np.clip(b[:, 0], 0, bound[0])
+            b[:, 1] = np.clip(b[:, 1], 0, bound[1])
+            b[:, 2] = np.clip(b[:, 2], 0, bound[0] - b[:, 0])
+            b[:, 3] = np.clip(b[:, 3], 0, bound[1] - b[:, 1])
+    x1 = np.maximum(pred[:, 0], gt[:, 0])
+    y1 = np.maximum(pred[:, 1], gt[:, 1])
+    x2 = np.minimum(pred[:, 0] + pred[:, 2], gt[:, 0] + gt[:, 2])
+    y2 = np.minimum(pred[:, 1] + pred[:, 3], gt[:, 1] + gt[:, 3])
+    inter = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    union = pred[:, 2:].prod(1) + gt[:, 2:].prod(1) - inter
+    return np.clip(inter / (union + np.finfo(float).eps), 0.0, 1.0)
+
+
+def got10k_sequence_ious(pred, gt, cover, bound=None):
+    """The IoUs a GOT-10k val sequence contributes: the result must have exactly one box per frame;
+    frame 0 (the given box) is dropped; only frames whose cover label is > 0 (target visible) count."""
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
+    if pred.shape != gt.shape:
+        raise ValueError(f"result has {len(pred)} boxes for {len(gt)} frames (GOT-10k needs exactly one per frame)")
+    iou = iou_got10k(pred[1:], gt[1:], bound)
+    return iou[np.asarray(cover)[1:] > 0]
+
+
+def got10k_scores(ious):
+    """AO, SR@0.5, SR@0.75 (in %) over the IoUs of all frames of all sequences pooled together:
+    frame-weighted, so long sequences weigh more (unlike the OPE average over sequences)."""
+    ious = np.concatenate(ious) if isinstance(ious, list) else ious
+    return {'AO': float(np.mean(ious) * 100), 'SR50': float(np.mean(ious > 0.5) * 100),
+            'SR75': float(np.mean(ious > 0.75) * 100)}
+
+
+# -----------------------------------------------------------------------------
+# Ground truth and result files
+
+
+def is_got10k_val(dataset, split):
+    return dataset == 'got10k_val' or (dataset == 'got10k' and split == 'val')
+
+
+def sequence_folder(seq):
+    """The folder holding a sequence's annotation files, found from its first frame's path (the path
+    is only formatted, the image is never opened). None for generated sequences."""
+    if getattr(seq, 'frames', None) is None:
+        return None
+    try:
+        path = Path(seq.path(0))
+    except (IndexError, OSError):
+        return None
+    folder = path.parent.parent if path.parent.name in ('img', 'imgs') else path.parent
+    return folder if (folder / 'groundtruth.txt').exists() else None
+
+
+def target_visible(seq, dataset):
+    """pytracking's `target_visible`: for LaSOT (and its extension), the raw flags (not full_occlusion
+    and not out_of_view) without the gt-box check data.py adds, because pytracking keeps the two apart:
+    on LaSOT a zero-size box of a visible target is invalid, yet its normalized center error still
+    passes. Elsewhere the sequence's own visibility (w, h > 0, plus the dataset's flags if any)."""
+    folder = sequence_folder(seq) if dataset in ('lasot', 'lasot_ext') else None
+    if folder is None or not (folder / 'full_occlusion.txt').exists():
+        return np.asarray(seq.visible, dtype=bool)
+    visible = np.ones(len(seq), dtype=bool)
+    for flag in ('full_occlusion.txt', 'out_of_view.txt'):
+        if (folder / flag).exists():
+            visible &= data.read_flags(folder / flag, len(seq)) == 0
+    return visible
+
+
+def got10k_cover_and_bound(seq):
+    """cover.label > 0 per frame and the image size from meta_info.ini, as the toolkit reads them;
+    a sequence without those files (synthetic, custom) falls back to its visibility and no clipping."""
+    folder = sequence_folder(seq)
+    cover, bound = np.asarray(seq.visible, dtype=np.int64), None
+    if folder is not None and (folder / 'cover.label').exists():
+        cover = data.read_flags(folder / 'cover.label', len(seq))
+    if folder is not None and (folder / 'meta_info.ini').exists():
+        m = re.search(r'resolution:\s*\((\d+),\s*(\d+)\)', (folder / 'meta_info.ini').read_text())
+        bound = (int(m.group(1)), int(m.group(2))) if m else None
+    return cover, bound
+
+
+def name_key(name):
+    """Sequence names compared loosely: case and the separators - _ . and spaces ignored, so
+    'Basketball', 'basketball', 'air-plane_1' and 'airplane1' find each other."""
+    return re.sub(r'[-_. ]', '', name).lower()
+
+
+def index_results(folder):
+    """Every result file under a folder -> ({exact name: path}, {name_key: path}). Accepts `<seq>.txt` (pytracking) and
+    `<seq>/<seq>_001.txt` (got10k toolkit, first repetition); skips `*_time.txt`; an exact name wins
+    over a loose one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"error: result folder {folder} does not exist (pass --results DIR ...)")
+    exact, loose = {}, {}
+    for path in sorted(folder.rglob('*')):
+        stem = path.stem
+        if path.suffix.lower() != '.txt' or stem.lower().endswith('_time'):
+            continue
+        if re.fullmatch(r'.+_\d{3}', stem) and path.parent.name == stem[:-4]:
+            if not stem.endswith('_001'):
+                continue  # further repetitions of a stochastic tracker: the first one is scored
+            stem = stem[:-4]
+        exact.setdefault(stem, path)
+        loose.setdefault(name_key(stem), path)
+    return exact, loose
+
+
+def find_result(index, name):
+    """The result file of sequence `name`: its exact name first, else a loose match (None if neither)."""
+    exact, loose = index
+    return exact.get(name) or loose.get(name_key(name))
+
+
+def read_results(path):
+    """pytracking's result format: one box per line, x,y,w,h separated by commas, tabs or spaces."""
+    return data.read_boxes(path)
+
+
+# -----------------------------------------------------------------------------
+# score: every tracker on every sequence -> table, plots, per-sequence CSV, attributes
+
+
+# LaSOT's 14 attributes in the order of the toolkit's att/<seq>.txt flag files (and pytracking's table)
+LASOT_ATTRIBUTES = ['IV', 'POC', 'DEF', 'MB', 'CM', 'ROT', 'BC', 'VC', 'SV', 'FOC', 'FM', 'OV', 'LR', 'ARC']
+
+
+def read_attributes(path, sequences):
+    """Per-sequence attribute tags -> {sequence name: [tags]}. From `path` (a pytracking-style JSON
+    {seq: [tags]}, or a folder of LaSOT toolkit att/<seq>.txt 0/1 flag files), else from each
+    sequence's `.attributes` entries that are tag lists ('tags') or booleans. Empty when none."""
+    tags = {}
+    if path:
+        path = Path(path)
+        if path.is_dir():
+            for seq in sequences:
+                f = path / f"{seq.name}.txt"
+                if f.exists():
+                    flags = [int(float(v)) for v in f.read_text().replace(',', ' ').split()]
+                    tags[seq.name] = [a for a, on in zip(LASOT_ATTRIBUTES, flags) if on]
+        elif path.is_file():
+            table = json.loads(path.read_text())
+            tags = {k: v for k, v in table.items() if isinstance(v, list) and not k.startswith('att_name')}
+        else:
+            raise SystemExit(f"error: attribute file {path} does not exist")
+        return tags
+    for seq in sequences:
+        a = seq.attributes or {}
+        found = list(a.get('tags', [])) + [k for k, v in a.items() if isinstance(v, (bool, np.bool_)) and v]
+        if found:
+            tags[seq.name] = found
+    return tags
+
+
+def score_tracker(folder, sequences, dataset, split, skip_missing=False):
+    """One result folder against the ground truth -> {sequence name: per-sequence record}.
+    OPE datasets: the record holds the curves; GOT-10k val: the pooled IoUs."""
+    index = index_results(folder)
+    records = {}
+    for seq in sequences:
+        path = find_result(index, seq.name)
+        if path is None:
+            if skip_missing:
+                continue
+            raise SystemExit(f"error: {folder} has no result for sequence {seq.name} "
+                             f"(expected {seq.name}.txt; --skip-missing scores the sequences present)")
+        try:
+            pred = read_results(path)
+            if is_got10k_val(dataset, split):
+                cover, bound = got10k_cover_and_bound(seq)
+                records[seq.name] = {'ious': got10k_sequence_ious(pred, seq.boxes, cover, bound)}
+            else:
+                records[seq.name] = sequence_curves(pred, seq.boxes, target_visible(seq, dataset), dataset)
+        except ValueError as e:
+            raise SystemExit(f"error: {path}: {e}") from None
+    return records
+
+
+def summarize(records, names, got10k):
+    """The tracker's overall figures over the given sequences."""
+    if got10k:
+        return got10k_scores([records[n]['ious'] for n in names])
+    return curve_scores([records[n] for n in names])
+
+
+def per_sequence_rows(tracker, records, got10k):
+    """One CSV row per sequence: tracker, sequence, then that sequence's own figures."""
+    for name, rec in records.items():
+        figures = got10k_scores([rec['ious']]) if got10k else curve_scores([rec])
+        yield {'tracker': tracker, 'sequence': name, **{k: f"{v:.4f}" for k, v in figures.items()}}
+
+
+def format_row(name, figures, count, width):
+    return f"{name:<{width}}  " + "  ".join(f"{k} {v:6.2f}" for k, v in figures.items()) + f"  ({count} seqs)"
+
+
+def write_atomic(path, write):
+    """Write a file through `write(tmp_path)` then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path, text):
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_csv(path, rows):
+    rows = list(rows)
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
+
+
+def plot_curves(path, x, curves, labels, xlabel, ylabel, title):
+    """One curve per tracker, best first, its figure in the legend (as in the papers)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for y, label in zip(curves, labels):
+        ax.plot(x, y, linewidth=2, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(x[0], x[-1]), ylim=(0, 100))
+    ax.grid(True, alpha=0.4)
+    ax.legend(loc='lower left' if 'Success' in title else 'lower right', fontsize=9)
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))
+    plt.close(fig)
+
+
+def mean_curve(records, names, key):
+    return np.mean([records[n][key] for n in names], 0) * 100
+
+
+def plot_ope(report, trackers, dataset):
+    """success.png (AUC in the legend), precision.png and norm_precision.png (value at 20 px / 0.2)."""
+    order = sorted(trackers, key=lambda t: -t['figures']['AUC'])
+    plot_curves(report / 'success.png', SUCCESS_THRESHOLDS,
+                [mean_curve(t['records'], t['names'], 'success') for t in order],
+                [f"{t['name']} [{t['figures']['AUC']:.2f}]" for t in order],
+                'Overlap threshold', 'Success rate (%)', f'Success plot of OPE on {dataset}')
+    order = sorted(trackers, key=lambda t: -t['figures']['P'])
+    plot_curves(report / 'precision.png', CENTER_THRESHOLDS,
+                [mean_curve(t['records'], t['names'], 'precision') for t in order],
+                [f"{t['name']} [{t['figures']['P']:.2f}]" for t in order],
+                'Location error threshold (px)', 'Precision (%)', f'Precision plot of OPE on {dataset}')
+    order = sorted(trackers, key=lambda t: -t['figures']['NP'])
+    plot_curves(report / 'norm_precision.png', NORM_THRESHOLDS,
+                [mean_curve(t['records'], t['names'], 'norm_precision') for t in order],
+                [f"{t['name']} [{t['figures']['NP']:.2f}]" for t in order],
+                'Normalized location error threshold', 'Normalized precision (%)',
+                f'Normalized precision plot of OPE on {dataset}')
+
+
+def plot_got10k(report, trackers):
+    """The got10k toolkit's success plot: 101 thresholds, frame-pooled, AO in the legend."""
+    thresholds = np.linspace(0, 1, 101)
+    order = sorted(trackers, key=lambda t: -t['figures']['AO'])
+    curves = []
+    for t in order:
+        ious = np.concatenate([t['records'][n]['ious'] for n in t['names']])
+        curves.append((ious[:, None] > thresholds[None]).mean(0) * 100)
+    plot_curves(report / 'success.png', thresholds, curves,
+                [f"{t['name']} [{t['figures']['AO']:.2f}]" for t in order],
+                'Overlap threshold', 'Success rate (%)', 'Success plot on GOT-10k val')
+
+
+def attribute_rows(trackers, tags, got10k):
+    """Per attribute, each tracker's figures over the sequences that have it."""
+    attributes = sorted({a for ts in tags.values() for a in ts})
+    for attribute in attributes:
+        for t in trackers:
+            names = [n for n in t['names'] if attribute in tags.get(n, ())]
+            if names:
+                figures = summarize(t['records'], names, got10k)
+                yield {'attribute': attribute, 'tracker': t['name'], 'sequences': len(names),
+                       **{k: f"{v:.2f}" for k, v in figures.items()}}
+
+
+def score(folders, sequences, dataset, split=None, report=None, skip_missing=False, attributes=None):
+    """Score result folders -> list of {'name', 'figures', 'sequences'}; writes the report files
+    (scores.json, per_sequence.csv, plots, attributes.csv) when `report` is a folder."""
+    got10k = is_got10k_val(dataset, split)
+    trackers = []
+    for folder in folders:
+        records = score_tracker(folder, sequences, dataset, split, skip_missing)
+        trackers.append({'name': Path(folder).resolve().name, 'records': records})
+    # like pytracking's skip_missing_seq: a sequence counts only when every tracker has it
+    common = [s.name for s in sequences if all(s.name in t['records'] for t in trackers)]
+    if not common:
+        raise SystemExit("error: no sequence has results from every tracker: nothing to score")
+    for t in trackers:
+        t['names'] = common
+        t['figures'] = summarize(t['records'], common, got10k)
+    if report is not None:
+        write_report(Path(report), trackers, sequences, dataset, got10k, attributes)
+    return [{'name': t['name'], 'figures': t['figures'], 'sequences': len(common)} for t in trackers]
+
+
+def write_report(report, trackers, sequences, dataset, got10k, attributes):
+    summary = [{'name': t['name'], 'sequences': len(t['names']), **t['figures']} for t in trackers]
+    write_text_atomic(report / 'scores.json', json.dumps(summary, indent=1))
+    write_csv(report / 'per_sequence.csv',
+              (row for t in trackers for row in per_sequence_rows(t['name'], {n: t['records'][n] for n in t['names']}, got10k)))
+    if got10k:
+        plot_got10k(report, trackers)
+    else:
+        plot_ope(report, trackers, dataset)
+    tags = read_attributes(attributes, sequences)
+    if tags:
+        write_csv(report / 'attributes.csv', attribute_rows(trackers, tags, got10k))
+
+
+def print_table(results, as_json=False):
+    if as_json:
+        print(json.dumps(results, indent=1))
+        return
+    width = max(len(r['name']) for r in results)
+    for r in results:
+        print(format_row(r['name'], r['figures'], r['sequences'], width))
+
+
+# -----------------------------------------------------------------------------
+# Server files: GOT-10k test and TrackingNet test are scored by the benchmarks' servers
+
+
+def box_lines(boxes, digits=2):
+    """Comma-separated x,y,w,h, one line per frame (pytracking's and both servers' format)."""
+    return ''.join(','.join(f"{v:.{digits}f}" for v in box) + '\n' for box in boxes)
+
+
+def got10k_files(name, boxes, times):
+    """GOT-10k test (the got10k toolkit's layout): one folder per sequence at the zip's root, holding
+    `<seq>_001.txt` (repetition 1; frame 0 included) and `<seq>_time.txt` (seconds per frame, one per
+    line; the server's fps skips zeros)."""
+    return {f"{name}/{name}_001.txt": box_lines(boxes, 3),
+            f"{name}/{name}_time.txt": ''.join(f"{t:.8f}\n" for t in times)}
+
+
+def trackingnet_files(name, boxes, times):
+    """TrackingNet test: a flat zip, `<seq>.txt` at the root, no folders."""
+    return {f"{name}.txt": box_lines(boxes, 4)}
+
+
+SERVER_LAYOUTS = {'got10k_test': got10k_files, 'trackingnet': trackingnet_files}
+
+
+def read_times(result_path, n):
+    """Per-frame seconds from `<seq>_time.txt` beside a result file, or zeros when there is none."""
+    path = Path(result_path).with_name(Path(result_path).stem + '_time.txt')
+    if not path.exists():
+        return np.zeros(n)
+    times = np.array(path.read_text().replace(',', ' ').split(), dtype=np.float64)
+    return times if len(times) == n else np.zeros(n)
+
+
+def pack(dataset, results, names):
+    """The server's zip of a test split from a result folder, written beside it: <folder>_<dataset>.zip."""
+    if dataset not in SERVER_LAYOUTS:
+        raise SystemExit(f"error: no server file for {dataset}: pack {' or '.join(SERVER_LAYOUTS)}")
+    results = Path(results)
+    index, out = index_results(results), results.with_name(f"{results.name}_{dataset}.zip")
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
+            for name in names:
+                path = find_result(index, name)
+                if path is None:
+                    raise SystemExit(f"error: {results} has no result for {name}: run it first")
+                boxes = read_results(path)
+                for arcname, text in SERVER_LAYOUTS[dataset](name, boxes, read_times(path, len(boxes))).items():
+                    z.writestr(arcname, text)
+    write_atomic(out, write)
+    return out
+
+
+# -----------------------------------------------------------------------------
+# run: track every sequence (parallel, resumable), then score
+
+
+def track_sequence(tracker, seq):
+    """One-pass evaluation of one sequence: init on frame 0 with the gt box, then update on every
+    later frame, never re-initialized. -> boxes (T, 4) (row 0 = the gt box) and seconds per frame."""
+    boxes, times = np.zeros((len(seq), 4)), np.zeros(len(seq))
+    start = time.perf_counter()
+    tracker.init(seq.frame(0), seq.boxes[0])
+    times[0] = time.perf_counter() - start
+    boxes[0] = seq.boxes[0]
+    for i in range(1, len(seq)):
+        frame = seq.frame(i)  # decoding is not the tracker's time
+        start = time.perf_counter()
+        boxes[i], _ = tracker.update(frame)
+        times[i] = time.perf_counter() - start
+    return boxes, times
+
+
+def write_sequence_result(out, name, boxes, times):
+    """`<seq>_time.txt` first, then `<seq>.txt` (both atomic): the box file marks a finished sequence."""
+    out = Path(out)
+    write_text_atomic(out / f"{name}_time.txt", ''.join(f"{t:.6f}\n" for t in times))
+    write_text_atomic(out / f"{name}.txt", box_lines(boxes))
+
+
+def is_finished(out, seq):
+    return (Path(out) / f"{seq.name}.txt").exists()
+
+
+# The worker processes: each opens the dataset (annotations only) and loads the tracker once.
+_WORKER = {}
+
+
+def worker_init(spec, make_tracker, devices):
+    device = devices.get()  # one device per worker, handed out round-robin from a queue
+    torch.set_num_threads(max(1, spec.pop('threads', 1)))
+    _WORKER['seqs'] = {s.name: s for s in open_sequences(**spec)}
+    _WORKER['tracker'] = make_tracker(device)
+
+
+def worker_track(name, out):
+    seq = _WORKER['seqs'][name]
+    boxes, times = track_sequence(_WORKER['tracker'], seq)
+    write_sequence_result(out, name, boxes, times)
+    return name, len(seq), float(times.sum())
+
+
+class TrackerFactory:
+    """A picklable `device -> Tracker` (worker processes rebuild the tracker from the weights file).
+    track.py is imported here, not at the top, so that `score` works without it."""
+
+    def __init__(self, weights, dtype=None, backbone=None, res=None):
+        self.weights, self.dtype, self.backbone, self.res = weights, dtype, backbone, res
+
+    def __call__(self, device):
+        import track
+        dtype = self.dtype or track.default_dtype(device)
+        return track.load_tracker(self.weights, device, dtype, self.backbone, self.res)
+
+
+def open_sequences(dataset, root=None, split=None, num=None, length=None, limit=None):
+    """The sequences of a benchmark (annotations only). `num`/`length` size the synthetic set;
+    `limit` keeps the first N sequences (a quick look)."""
+    options = {k: v for k, v in (('num', num), ('length', length)) if v is not None}
+    try:
+        seqs = data.open_dataset(dataset, root, split, **options)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    seqs = list(seqs)
+    return seqs[:limit] if limit else seqs
+
+
+def eta_text(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """`[k/N] seq  frames  fps  ETA` per finished sequence, the ETA from frames done per second."""
+
+    def __init__(self, seqs):
+        self.total_frames = sum(len(s) for s in seqs)
+        self.n, self.done, self.frames = len(seqs), 0, 0
+        self.start = time.perf_counter()
+
+    def update(self, name, frames, seconds):
+        self.done += 1
+        self.frames += frames
+        rate = self.frames / (time.perf_counter() - self.start)
+        left = (self.total_frames - self.frames) / max(rate, 1e-9)
+        print(f"[{self.done}/{self.n}] {name}: {frames} frames, {frames / max(seconds, 1e-9):.1f} fps tracking, "
+              f"ETA {eta_text(left)}", file=sys.stderr, flush=True)
+
+
+def run_benchmark(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',)):
+    """Track every sequence without a result yet; -> names tracked now.
+    workers <= 1: in this process (`make_tracker(device)` may be any callable, e.g. a fake in tests).
+    workers > 1: that many spawned processes, devices handed out round-robin; `spec` (the
+    open_sequences arguments) lets each worker reopen the dataset, as sequences do not pickle."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    todo = [s for s in seqs if not is_finished(out, s)]
+    if len(todo) < len(seqs):
+        print(f"resuming: {len(seqs) - len(todo)} of {len(seqs)} sequences already have results in {out}",
+              file=sys.stderr)
+    progress = Progress(todo)
+    if workers <= 1 or len(todo) <= 1:
+        tracker = make_tracker(devices[0]) if todo else None
+        for seq in todo:
+            boxes, times = track_sequence(tracker, seq)
+            write_sequence_result(out, seq.name, boxes, times)
+            progress.update(seq.name, len(seq), float(times.sum()))
+        return [s.name for s in todo]
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    ctx = mp.get_context('spawn')
+    queue = ctx.Queue()
+    for k in range(workers):
+        queue.put(devices[k % len(devices)])
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
+                                initargs=(dict(spec, threads=threads), make_tracker, queue)) as pool:
+        futures = [pool.submit(worker_track, s.name, str(out)) for s in todo]
+        for f in cf.as_completed(futures):
+            progress.update(*f.result())
+    return [s.name for s in todo]
+
+
+def available_devices(device):
+    """'cuda' -> every visible GPU (workers take them round-robin); anything else as given."""
+    if device == 'cuda' and torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if device.startswith('cuda') and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda, but no CUDA GPU is visible: use --device cpu")
+    return [device]
+
+
+# -----------------------------------------------------------------------------
+# efficiency: the paper's inference-efficiency table for this implementation
+
+
+def best_dtype(device):
+    """bf16 on a GPU that has it (fp16 otherwise); fp32 on a CPU, where bf16 measured slower here."""
+    if str(device).startswith('cuda'):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def measure_fps(size, res, device, warmup=10, iters=50):
+    """Forward passes per second, batch 1, LoRA merged (no latency cost), the device's best dtype;
+    warm-up first, then the median over `iters` timed passes. 'OOM' when it does not fit."""
+    import lorat
+    dtype = best_dtype(device)
+    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
+    model = None
+    try:
+        model = lorat.build_model(size, res).merge().eval().to(device=device, dtype=dtype)
+        cfg = model.cfg
+        z = torch.randn(1, 3, cfg.template_size, cfg.template_size, device=device, dtype=dtype)
+        x = torch.randn(1, 3, cfg.search_size, cfg.search_size, device=device, dtype=dtype)
+        z_mask = torch.zeros(1, cfg.template_grid, cfg.template_grid, dtype=torch.long, device=device)
+        times = []
+        with torch.inference_mode():
+            for k in range(warmup + iters):
+                sync()
+                start = time.perf_counter()
+                model(z, x, z_mask)
+                sync()
+                if k >= warmup:
+                    times.append(time.perf_counter() - start)
+        return 1.0 / float(np.median(times))
+    except (torch.OutOfMemoryError, MemoryError):
+        return 'OOM'
+    except RuntimeError as e:
+        if 'out of memory' in str(e).lower() or 'alloc' in str(e).lower():
+            return 'OOM'
+        raise
+    finally:
+        del model
+        if str(device).startswith('cuda'):
+            torch.cuda.empty_cache()
+
+
+def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50):
+    """Rows of the table: our params (training total, LoRA, head; after merging), MACs, fps, and the
+    paper's params / MACs / fps beside them."""
+    import lorat
+    rows = []
+    for size in sizes:
+        for res in resolutions:
+            card = lorat.model_card(size, res)
+            paper = lorat.PAPER.get((size, res), (None, None, None))
+            row = {'model': f"{size}-{res}", **card, 'paper_params_M': paper[0], 'paper_macs_G': paper[1],
+                   'paper_fps': paper[2]}
+            if fps:
+                row['fps'] = measure_fps(size, res, device, warmup, iters)
+                row['dtype'] = str(best_dtype(device)).replace('torch.', '')
+                row['device'] = torch.cuda.get_device_name(device) if str(device).startswith('cuda') else 'cpu'
+            rows.append(row)
+    return rows
+
+
+def print_efficiency(rows):
+    head = f"{'model':<7}{'params M (LoRA, head)':>24}{'merged':>8}{'MACs G':>8}{'fps':>8}   paper: params  MACs  fps"
+    print(head)
+    for r in rows:
+        fps = r.get('fps', '-')
+        fps = f"{fps:.1f}" if isinstance(fps, float) else str(fps)
+        params = f"{r['params_total_M']:.1f} ({r['params_lora_M']:.1f}, {r['params_head_M']:.2f})"
+        paper = '  '.join('-' if v is None else str(v) for v in (r['paper_params_M'], r['paper_macs_G'], r['paper_fps']))
+        print(f"{r['model']:<7}{params:>24}{r['params_merged_M']:>8.1f}{r['macs_G']:>8.1f}{fps:>8}   {paper:>22}")
+    if rows and 'fps' in rows[0]:
+        print(f"fps: batch 1, merged LoRA, {rows[0]['dtype']} on {rows[0]['device']}; the paper's on an 80 GB GPU")
+
+
+# -----------------------------------------------------------------------------
+# Command line
+
+DATASETS = ['lasot', 'lasot_ext', 'got10k_val', 'got10k_test', 'trackingnet', 'tnl2k', 'otb', 'synthetic', 'custom']
+
+
+def is_server_only(dataset, split):
+    """Test splits whose ground truth is withheld: their results go to the benchmark's server."""
+    return dataset == 'got10k_test' or (dataset == 'trackingnet' and split in (None, 'test', 'TEST'))
+
+
+def dataset_split(dataset, split):
+    """Benchmark defaults: LaSOT's 280-sequence test split, TrackingNet's TEST, synthetic 'test';
+    'all' = every sequence present under the root."""
+    if split == 'all':
+        return None
+    if split is not None:
+        return split
+    return {'lasot': 'test', 'trackingnet': 'test', 'synthetic': 'test'}.get(dataset)
+
+
+def add_dataset_args(p):
+    p.add_argument('--dataset', required=True, choices=DATASETS)
+    p.add_argument('--root', '--data-root', dest='root', help="the dataset's folder (or a data root holding it; else $LORAT_DATA)")
+    p.add_argument('--split', help="override the benchmark split (default lasot: test, trackingnet: test, synthetic: test; "
+                   "'all': every sequence under --root)")
+    p.add_argument('--num', type=int, help="synthetic: number of sequences")
+    p.add_argument('--length', type=int, help="synthetic: frames per sequence")
+    p.add_argument('--limit', type=int, help="only the first N sequences (a quick look)")
+    p.add_argument('--attributes', help="attribute tags: pytracking JSON or a LaSOT att/ folder")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser('run', help="track every sequence, then score (or pack the server file)")
+    add_dataset_args(p)
+    p.add_argument('--weights', required=True, help="train.py checkpoint, merged export, or official LoRAT file")
+    p.add_argument('--backbone', help="DINOv2 weights (official LoRAT files only)")
+    p.add_argument('--res', type=int, help="check the checkpoint's resolution")
+    p.add_argument('--out', help="result folder (default results/<weights name>_<dataset>)")
+    p.add_argument('--workers', type=int, default=1, help="tracking processes (GPUs round-robin)")
+    p.add_argument('--device', default='cpu', help="cpu, cuda (every GPU) or cuda:N")
+    p.add_argument('--dtype', choices=['fp32', 'bf16'], help="default: bf16 on a GPU, fp32 on a CPU")
+    p.add_argument('--report', help="report folder (default <out>/report)")
+
+    p = sub.add_parser('score', help="score result folders (annotations only)")
+    add_dataset_args(p)
+    p.add_argument('--results', nargs='+', required=True, help="result folders; the folder name is the tracker")
+    p.add_argument('--report', help="folder for plots and CSVs (default reports/<dataset>)")
+    p.add_argument('--skip-missing', action='store_true', help="score the sequences every tracker has")
+    p.add_argument('--json', action='store_true', help="machine-readable output")
+
+    p = sub.add_parser('pack', help="write the server zip of a test split (GOT-10k test, TrackingNet)")
+    add_dataset_args(p)
+    p.add_argument('--results', required=True, help="the result folder")
+
+    p = sub.add_parser('efficiency', help="the paper's inference-efficiency table")
+    p.add_argument('--sizes', default='B,L,g')
+    p.add_argument('--res', default='224,378')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--no-fps', action='store_true', help="params and MACs only (no timing)")
+    p.add_argument('--warmup', type=int, help="untimed passes first (default 10 on a GPU, 2 on a CPU)")
+    p.add_argument('--iters', type=int, help="timed passes, the median is reported (default 50 GPU, 5 CPU)")
+    p.add_argument('--json', action='store_true')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.command == 'efficiency':
+        device = available_devices(args.device)[0]
+        gpu = device.startswith('cuda')
+        warmup = args.warmup if args.warmup is not None else (10 if gpu else 2)
+        iters = args.iters if args.iters is not None else (50 if gpu else 5)
+        try:
+            sizes, res = args.sizes.split(','), [int(r) for r in args.res.split(',')]
+            rows = efficiency(sizes, res, device, not args.no_fps, warmup, iters)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        print(json.dumps(rows, indent=1)) if args.json else print_efficiency(rows)
+        return rows
+
+    split = dataset_split(args.dataset, args.split)
+    spec = dict(dataset=args.dataset, root=args.root, split=split, num=args.num, length=args.length, limit=args.limit)
+    seqs = open_sequences(**spec)
+    if args.command == 'pack':
+        print(pack(args.dataset, args.results, [s.name for s in seqs]))
+        return
+    if args.command == 'score':
+        results = score(args.results, seqs, args.dataset, split, args.report or f"reports/{args.dataset}",
+                        args.skip_missing, args.attributes)
+        print_table(results, args.json)
+        return results
+
+    # run
+    if not os.path.exists(args.weights):
+        raise SystemExit(f"error: weights {args.weights} not found (train with train.py, or pass --weights FILE)")
+    out = Path(args.out or f"results/{Path(args.weights).stem}_{args.dataset}")
+    devices = available_devices(args.device)
+    run_benchmark(seqs, out, TrackerFactory(args.weights, args.dtype, args.backbone, args.res),
+                  args.workers, spec, devices)
+    if is_server_only(args.dataset, split):
+        print(f"server file: {pack(args.dataset, out, [s.name for s in seqs])}")
+        return
+    results = score([out], seqs, args.dataset, split, args.report or out / 'report', False, args.attributes)
+    print_table(results)
+    return results
+
+
+if __name__ == '__main__':
+    main()
