@@ -331,13 +331,6 @@ def write_boxes(path, boxes):
     os.replace(f"{path}.tmp", path)
 
 
-def success_auc(boxes, gt, valid):
-    """Success AUC (OTB/LaSOT): the mean over IoU thresholds 0, 0.05, ..., 1 of the fraction of
-    (valid) frames whose IoU exceeds the threshold."""
-    xyxy = lambda b: lorat.box_xywh_to_xyxy(torch.as_tensor(np.asarray(b), dtype=torch.float64))
-    iou = lorat.box_iou(xyxy(boxes), xyxy(gt)).numpy()[np.asarray(valid, bool)]
-    return float(np.mean([(iou > t).mean() for t in np.linspace(0, 1, 21)]))
-
 # -----------------------------------------------------------------------------
 # The demo, the benchmark and the command line
 
@@ -372,10 +365,12 @@ def demo(args):
     boxes, scores, seconds = track(tracker, Frames(video), out, init=clip.boxes[0], fps=30, show=args.show)
     if args.boxes:
         write_boxes(args.boxes, boxes)
-    auc = success_auc(boxes, clip.boxes[:len(boxes)], clip.visible[:len(boxes)])
+    import evaluate  # the benchmark's own metric, pytracking's rules
+    curves = evaluate.sequence_curves(np.asarray(boxes), clip.boxes, clip.visible, 'synthetic')
+    score = evaluate.curve_scores([curves])
     print(f"{len(boxes) / seconds:.1f} fps end to end")
     print(f"annotated video: {out}")
-    print(f"success AUC against the ground truth: {auc * 100:.1f}%")
+    print(f"success AUC against the ground truth: {score['AUC']:.1f}% (precision@20px {score['P']:.1f}%)")
 
 
 def time_forward(model, device):
