@@ -1,0 +1,570 @@
+"""
+Train LoRAT, nanoGPT-style: one flat script, from one CPU process to many GPUs with torchrun.
+
+    python train.py                                  # size T from scratch on the synthetic world (CPU, ~10 min)
+    torchrun --nproc_per_node=8 train.py --size L --res 378 --data lasot,got10k,trackingnet,coco \\
+        --data-root /data --weights dinov2_vitl14_pretrain.pth   # the paper's L-378 (LoRA on DINOv2)
+    python train.py ... --resume runs/<name>         # the same command + --resume: continues exactly
+    python train.py --benchmark --size B --res 224   # LoRA vs full fine-tuning: step time and peak memory
+
+What is trained (the paper's first idea): with --weights, LoRA on every linear layer of the frozen
+DINOv2 blocks + the token type table + the head; with --full-finetune, everything (layer-wise lr decay
+0.7, clip 0.1, the paper's baseline). With no --weights there is nothing pretrained to adapt, so every
+parameter is trained from scratch.
+
+Exact resume rests on three pure functions: the learning rate of the step, the training sample of a
+global index (data.TrainingPairs), and the global indices of a step. So a checkpoint needs only the
+step, the optimizer and the RNG states (drop path); a run killed with SIGKILL and resumed ends with the
+same weights, bit for bit, as one that never stopped.
+"""
+import argparse
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import lorat
+
+# -----------------------------------------------------------------------------
+# The recipe of each case. LoRAT's (the facts) adapts a pretrained DINOv2 on GPUs. With no --weights
+# nothing is pretrained: size T learns from scratch on the synthetic world, and must do so in 10 minutes
+# on 2 CPU cores, hence a 10x higher lr, small batches and ~40x fewer samples.
+RECIPES = {
+    'lorat': dict(lr=1e-4, batch_size=128, epochs=170, samples_per_epoch=131072, warmup_epochs=2,
+                  weight_decay=0.1, val_samples=1024, export=False),
+    'scratch': dict(lr=1e-3, batch_size=32, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
+                    weight_decay=0.05, val_samples=256, export=True),
+}
+GOT10K_EPOCHS = 100  # the GOT-10k protocol: GOT-10k train only, 100 epochs
+WARMUP_LR, MIN_LR = 1e-7, 1e-6
+# changing these between a run and its --resume would change the data or the schedule
+SAME_ON_RESUME = ('data', 'data_weights', 'weights', 'full_finetune', 'seed', 'batch_size', 'lr', 'epochs',
+                  'samples_per_epoch', 'warmup_epochs', 'weight_decay', 'clip', 'layer_decay')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train LoRAT (see the module docstring for examples).")
+    p.add_argument('--size', default='T', help="T, S, B, L or g (default T)")
+    p.add_argument('--res', type=int, default=None, help="112, 224 or 378 (default: 112 for T, else 224)")
+    p.add_argument('--data', default='synthetic', help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom")
+    p.add_argument('--data-root', default=None, help="dataset root (default: $LORAT_DATA)")
+    p.add_argument('--data-weights', default=None, help="sampling weight per dataset, comma-separated (default equal)")
+    p.add_argument('--weights', default=None, help="DINOv2 backbone file (dinov2_vit{s,b,l,g}14_pretrain.pth)")
+    p.add_argument('--full-finetune', action='store_true', help="train every backbone weight instead of LoRA")
+    # the paper's ablations, one flag each
+    p.add_argument('--head', default='mlp', help="mlp (LoRAT) or conv (OSTrack's)")
+    p.add_argument('--pos-emb', default='decoupled', help="decoupled (LoRAT) or separate")
+    p.add_argument('--no-type-emb', action='store_true', help="no token type embedding")
+    p.add_argument('--no-fg', action='store_true', help="no template foreground indicator")
+    p.add_argument('--lora-init', default='bert', help="bert (LoRAT: trunc-normal A and B) or lora (zero B)")
+    p.add_argument('--lora-rank', type=int, default=64)
+    # optimization; None means: the recipe of this case (RECIPES)
+    p.add_argument('--epochs', type=int, default=None)
+    p.add_argument('--samples-per-epoch', type=int, default=None)
+    p.add_argument('--batch-size', type=int, default=None, help="global batch, over all ranks and micro-steps")
+    p.add_argument('--accum', type=int, default=1, help="gradient accumulation steps (batch 16 x 8 = 128)")
+    p.add_argument('--lr', type=float, default=None)
+    p.add_argument('--warmup-epochs', type=float, default=None)
+    p.add_argument('--weight-decay', type=float, default=None)
+    p.add_argument('--clip', type=float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
+    p.add_argument('--layer-decay', type=float, default=None, help="layer-wise lr decay (default 0.7 when full fine-tuning)")
+    p.add_argument('--val-samples', type=int, default=None, help="held-out pairs validated each epoch")
+    p.add_argument('--seed', type=int, default=0)
+    # machinery
+    p.add_argument('--dtype', default=None, help="fp32 or bf16 (autocast; default bf16 on CUDA, fp32 on CPU)")
+    p.add_argument('--device', default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument('--workers', type=int, default=None, help="DataLoader workers per rank")
+    p.add_argument('--threads', type=int, default=None, help="CPU threads per rank (default: cores / ranks)")
+    p.add_argument('--out', default='runs', help="runs folder: runs/<name>/{ckpt.pt,log.jsonl,export.pt}")
+    p.add_argument('--name', default=None, help="run name (default: date-time and size)")
+    p.add_argument('--resume', default=None, help="run folder or ckpt.pt to continue exactly")
+    p.add_argument('--ckpt-every', type=int, default=0, help="checkpoint every N steps (0: each epoch)")
+    p.add_argument('--export', action=argparse.BooleanOptionalAction, default=None,
+                   help="write a merged inference checkpoint at the end (default: yes when training from scratch)")
+    p.add_argument('--log-every', type=int, default=10)
+    p.add_argument('--kill-at', type=int, default=None, help="testing: SIGKILL this process after N steps")
+    p.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
+    p.add_argument('--bench-steps', type=int, default=5)
+    p.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
+    args = p.parse_args(argv)
+    if args.benchmark and args.batch_size is None:  # B-224's batch that fits anywhere
+        args.batch_size = 16 if torch.cuda.is_available() else 2
+    case = 'lorat' if args.weights else 'scratch'
+    if case == 'lorat' and args.data == 'got10k' and args.epochs is None:
+        args.epochs = GOT10K_EPOCHS
+    for key, value in RECIPES[case].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    fine_tuning_all = args.full_finetune and args.weights  # from scratch there is no pretraining to protect
+    args.clip = args.clip if args.clip is not None else (0.1 if fine_tuning_all else 1.0)
+    args.layer_decay = args.layer_decay if args.layer_decay is not None else (0.7 if fine_tuning_all else 1.0)
+    return args
+
+# -----------------------------------------------------------------------------
+# Model, optimizer, schedule
+
+
+def build(args):
+    """The model of these flags, its weights loaded, its trainable parameters marked; and the mode."""
+    lora = bool(args.weights) and not args.full_finetune
+    model = lorat.build_model(args.size, args.res, head=args.head, pos_emb=args.pos_emb, type_emb=not args.no_type_emb,
+                              fg=not args.no_fg, lora_init=args.lora_init, lora_rank=args.lora_rank if lora else 0)
+    if args.weights:
+        lorat.load_dinov2(model, args.weights)
+    lorat.mark_trainable(model, 'lora' if lora else 'full')
+    return model, 'lora' if lora else 'full'
+
+
+def no_weight_decay(name, p):
+    """Biases, norms and embeddings are not decayed (the facts): decay would only pull them to 0."""
+    return p.ndim < 2 or 'norm' in name or name in ('token_type_embed', 'pos_embed', 'template_pos_embed')
+
+
+def layer_id(name, depth):
+    """0 for the embeddings, i + 1 for block i, depth + 1 for what sits on top (final norm, types, head)."""
+    if name.startswith(('patch_embed', 'pos_embed', 'template_pos_embed')):
+        return 0
+    if name.startswith('blocks.'):
+        return int(name.split('.')[1]) + 1
+    return depth + 1
+
+
+def param_groups(model, weight_decay, layer_decay):
+    """AdamW groups by (decay, lr scale); layer-wise decay scales block i's lr by decay^(depth + 1 - id)."""
+    depth, groups = model.cfg.depth, {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            wd = 0.0 if no_weight_decay(name, p) else weight_decay
+            scale = layer_decay ** (depth + 1 - layer_id(name, depth))
+            groups.setdefault((wd, scale), []).append(p)
+    return [dict(params=ps, weight_decay=wd, lr_scale=s) for (wd, s), ps in groups.items()]
+
+
+def get_lr(step, total_steps, warmup_steps, lr):
+    """Linear warm-up from 1e-7, then cosine to 1e-6, per iteration: a pure function of the step."""
+    if step < warmup_steps:
+        return WARMUP_LR + (lr - WARMUP_LR) * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return MIN_LR + (lr - MIN_LR) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def grad_groups(model):
+    """The module groups whose gradient norms the log keeps: backbone LoRA (or backbone), type table, head."""
+    groups = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            group = ('head' if name.startswith('head.') else 'type_embed' if name == 'token_type_embed'
+                     else 'lora' if '.lora.' in name else 'backbone')
+            groups.setdefault(group, []).append(p)
+    return groups
+
+
+def grad_norm(params):
+    grads = [p.grad.float().norm() for p in params if p.grad is not None]
+    return torch.stack(grads).norm().item() if grads else 0.0
+
+# -----------------------------------------------------------------------------
+# Data: global indices are a pure function of the step, samples a pure function of the index
+
+
+def open_datasets(args, split):
+    import data
+    names = [n.strip() for n in args.data.split(',')]
+    root = args.data_root or os.environ.get('LORAT_DATA')  # data.py names both when a root is missing
+    weights = [float(w) for w in args.data_weights.split(',')] if args.data_weights else [1.0] * len(names)
+    if len(weights) != len(names):
+        raise SystemExit(f"error: --data-weights has {len(weights)} values for {len(names)} datasets")
+    # in LoRAT's mix GOT-10k contributes its VOT-excluded part; the GOT-10k protocol trains on all of it
+    split_of = lambda n: ('vot_' + split) if n == 'got10k' and len(names) > 1 else split
+    return [data.open_dataset(n, root, split=split_of(n)) for n in names], weights
+
+
+def open_validation(args):
+    """The held-out sequences: the synthetic world's val clips, or GOT-10k's val (its VOT-excluded val part
+    inside LoRAT's mix); the other training sets have no validation split."""
+    import data
+    names = [n.strip() for n in args.data.split(',')]
+    if names == ['synthetic']:
+        return data.open_dataset('synthetic', split='val')
+    if 'got10k' in names:
+        return data.open_dataset('got10k', args.data_root or os.environ.get('LORAT_DATA'),
+                                 split='vot_val' if len(names) > 1 else 'val')
+    return None
+
+
+def pairs(datasets, weights, cfg, samples, seed, augment):
+    import data
+    return data.TrainingPairs(datasets, weights, template_size=cfg.template_size, search_size=cfg.search_size,
+                              search_factor=cfg.search_factor, samples_per_epoch=samples, seed=seed, augment=augment)
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """The micro-batches of this rank, from `start` on: step s covers the global indices
+    epoch * samples_per_epoch + [k * batch, (k + 1) * batch), and each (micro-step, rank) takes its slice."""
+
+    def __init__(self, start, total, steps_per_epoch, samples_per_epoch, batch, accum, rank, world):
+        self.__dict__.update(start=start, total=total, spe=steps_per_epoch, samples=samples_per_epoch,
+                             batch=batch, accum=accum, rank=rank, world=world)
+        self.micro = batch // (accum * world)
+
+    def __len__(self):
+        return (self.total - self.start) * self.accum
+
+    def __iter__(self):
+        for step in range(self.start, self.total):
+            epoch, k = divmod(step, self.spe)
+            first = epoch * self.samples + k * self.batch
+            for m in range(self.accum):
+                offset = first + (m * self.world + self.rank) * self.micro
+                yield list(range(offset, offset + self.micro))
+
+
+@torch.no_grad()
+def validate(model, val_set, device, ctx, rank, world, batch=64):
+    """Mean IoU of the top-scoring box on held-out pairs (augmentation off), split across ranks."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum IoU, count)
+    mine = list(range(rank, len(val_set), world))
+    for i in range(0, len(mine), batch):
+        b = torch.utils.data.default_collate([val_set[j] for j in mine[i:i + batch]])
+        b = {k: v.to(device) for k, v in b.items()}
+        with ctx:
+            score, boxes = model(b['z'], b['x'], b['z_mask'])
+        best = score.flatten(1).argmax(1)
+        pred = boxes.flatten(1, 2)[torch.arange(len(best), device=device), best]  # (B, 4)
+        iou = lorat.box_iou(pred.float(), b['x_box'].float())
+        total += torch.stack([iou.sum().double(), torch.tensor(len(iou), dtype=torch.float64, device=device)])
+    if world > 1:
+        dist.all_reduce(total)
+    model.train()
+    return (total[0] / total[1].clamp(min=1)).item()
+
+# -----------------------------------------------------------------------------
+# Checkpoints: only what is trained, plus what an exact resume needs; written atomically
+
+
+def rng_state():
+    """Every RNG a step may draw from, as tensors and plain numbers (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = dict(torch=torch.get_rng_state(), numpy=(kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+                 python=random.getstate())
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state):
+    torch.set_rng_state(state['torch'])
+    kind, keys, pos, has_gauss, gauss = state['numpy']
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(state['python'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state['cuda'])
+
+
+def atomic_save(obj, path):
+    torch.save(obj, path + '.tmp')
+    os.replace(path + '.tmp', path)  # a kill mid-write leaves the previous file intact
+
+
+def save_checkpoint(run_dir, model, optimizer, step, args, rngs):
+    ckpt = dict(config=asdict(model.cfg), model=lorat.trainable_state_dict(model), optimizer=optimizer.state_dict(),
+                step=step, rng=rngs, args=vars(args), weights=args.weights)
+    atomic_save(ckpt, os.path.join(run_dir, 'ckpt.pt'))
+    with open(os.path.join(os.path.dirname(run_dir), 'latest.tmp'), 'w') as f:
+        f.write(os.path.basename(run_dir) + '\n')
+    os.replace(os.path.join(os.path.dirname(run_dir), 'latest.tmp'), os.path.join(os.path.dirname(run_dir), 'latest'))
+
+
+def export(run_dir, model):
+    """The merged inference checkpoint: LoRA folded into the weights, every tensor, no optimizer."""
+    merged = copy.deepcopy(model).float().merge()
+    path = os.path.join(run_dir, 'export.pt')
+    atomic_save(dict(config=asdict(merged.cfg), model=merged.state_dict(), merged=True), path)
+    return path
+
+
+def load_checkpoint(path, model, args):
+    """The checkpoint to resume from, after checking it was made by this model and recipe."""
+    path = os.path.join(path, 'ckpt.pt') if os.path.isdir(path) else path
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: --resume {path}: no such checkpoint")
+    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    theirs, ours = ckpt['config'], asdict(model.cfg)
+    diff = [f"{k} {theirs.get(k)} vs {ours[k]}" for k in ours if theirs.get(k) != ours[k]]
+    if diff:
+        raise SystemExit(f"error: cannot resume {path}: it holds a {theirs['size']}-{theirs['res']} model and this run "
+                         f"builds {ours['size']}-{ours['res']} ({', '.join(diff[:4])}): pass the run's own flags")
+    diff = [f"--{k.replace('_', '-')} {ckpt['args'].get(k)} vs {getattr(args, k)}" for k in SAME_ON_RESUME
+            if ckpt['args'].get(k) != getattr(args, k)]
+    if diff:
+        raise SystemExit(f"error: cannot resume {path} exactly: it was trained with other flags ({', '.join(diff)})")
+    return path, ckpt
+
+# -----------------------------------------------------------------------------
+# Training
+
+
+def setup(args):
+    """torchrun's RANK/WORLD_SIZE/LOCAL_RANK turn on DDP: NCCL on CUDA, gloo on CPU."""
+    ddp = 'RANK' in os.environ
+    rank, world, local_rank = (int(os.environ[k]) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')) if ddp else (0, 1, 0)
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device == 'cuda':
+        device = f'cuda:{local_rank}'
+        torch.cuda.set_device(device)
+    else:
+        # this rank's share of the cores, less one per data worker: an oversubscribed core makes OpenMP spin
+        cores = (os.cpu_count() or 1) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+        torch.set_num_threads(args.threads or max(1, cores - (args.workers if args.workers is not None else 1)))
+    if ddp:
+        dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo')
+    return ddp, rank, world, device
+
+
+def check(args, world):
+    if args.weights and not args.weights.startswith(('http://', 'https://')) and not os.path.isfile(args.weights):
+        raise SystemExit(f"error: --weights {args.weights}: no such file (the DINOv2 backbone, e.g. "
+                         f"dinov2_vitl14_pretrain.pth from github.com/facebookresearch/dinov2)")
+    if args.batch_size % (args.accum * world):
+        raise SystemExit(f"error: --batch-size {args.batch_size} is not divisible by --accum {args.accum} x {world} ranks")
+    if args.samples_per_epoch < args.batch_size:
+        raise SystemExit(f"error: --samples-per-epoch {args.samples_per_epoch} is smaller than --batch-size {args.batch_size}")
+
+
+def train(args):
+    ddp, rank, world, device = setup(args)
+    master = rank == 0
+    check(args, world)
+    say = print if master else (lambda *a, **k: None)
+    train_sets, weights = open_datasets(args, 'train')  # first: a bad name or root fails before any heavy work
+    val_seqs = open_validation(args)
+    torch.manual_seed(args.seed)  # the same initial weights on every rank
+    model, mode = build(args)
+    model.to(device)
+    cfg = model.cfg
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    if args.weights:
+        say(f"{mode}: training {n_train / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters on the DINOv2 backbone {args.weights}")
+    else:
+        say(f"no --weights: no pretrained backbone, so all {n_all / 1e6:.2f}M parameters are trained from scratch")
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=args.lr,
+                                  betas=(0.9, 0.999), fused=device.startswith('cuda'))
+    steps_per_epoch = args.samples_per_epoch // args.batch_size
+    total_steps, warmup_steps = args.epochs * steps_per_epoch, round(args.warmup_epochs * steps_per_epoch)
+
+    step, rngs = 0, None
+    if args.resume:
+        path, ckpt = load_checkpoint(args.resume, model, args)
+        lorat.copy_tensors(model, ckpt['model'], path)
+        optimizer.load_state_dict(ckpt['optimizer'])
+        step, rngs = ckpt['step'], ckpt['rng']
+        run_dir = os.path.dirname(os.path.abspath(path))
+        say(f"resuming {path} at step {step}")
+    else:
+        name = args.name or time.strftime('%Y%m%d-%H%M%S') + f'-{cfg.size}{cfg.res}'
+        run_dir = os.path.abspath(os.path.join(args.out, name))
+    torch.manual_seed(args.seed + rank)  # drop path differs across ranks, like any other noise
+    if rngs is not None and len(rngs) == world:
+        set_rng_state(rngs[rank])
+    log_path = os.path.join(run_dir, 'log.jsonl')
+    if master:
+        os.makedirs(run_dir, exist_ok=True)
+        if args.resume and os.path.exists(log_path):  # forget what the killed run logged after its checkpoint
+            with open(log_path) as f:
+                kept = [line for line in f if json.loads(line).get('step', 0) <= step]
+            with open(log_path, 'w') as f:
+                f.writelines(kept)
+    raw_model = model
+    if ddp:
+        model = DDP(model, device_ids=[int(device.split(':')[1])] if device.startswith('cuda') else None)
+
+    train_set = pairs(train_sets, weights, cfg, args.samples_per_epoch, args.seed, augment=True)
+    val_set = None
+    if val_seqs and args.val_samples:
+        val_set = pairs([val_seqs], [1.0], cfg, args.val_samples, args.seed + 1, augment=False)
+    else:
+        say("no validation: no held-out split among --data (synthetic or got10k have one)")
+    # on CUDA the data pipeline gets the cores; on the CPU one worker makes data while the rest train
+    workers = args.workers if args.workers is not None else (min(8, (os.cpu_count() or 1) // world) if device != 'cpu' else 1)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=StepSampler(step, total_steps, steps_per_epoch, args.samples_per_epoch,
+                                             args.batch_size, args.accum, rank, world),
+        num_workers=workers, pin_memory=device.startswith('cuda'),
+        generator=torch.Generator())  # its own generator: creating the loader must not draw from the global RNG
+    batches = iter(loader)
+
+    dtype = args.dtype or ('bf16' if device.startswith('cuda') else 'fp32')
+    ctx = torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=dtype == 'bf16')
+    groups, params = grad_groups(raw_model), [p for p in raw_model.parameters() if p.requires_grad]
+    say(f"{cfg.size}-{cfg.res} on {args.data}: {args.epochs} epochs x {steps_per_epoch} steps of {args.batch_size} "
+        f"({world} ranks x {args.accum} micro-steps), lr {args.lr:g}, {dtype} on {device}; run folder {run_dir}")
+    log = open(log_path, 'a') if master else None
+    t0, first = time.time(), step
+    while step < total_steps:
+        lr = get_lr(step, total_steps, warmup_steps, args.lr)
+        for group in optimizer.param_groups:
+            group['lr'] = lr * group['lr_scale']
+        micro = [next(batches) for _ in range(args.accum)]
+        # the loss is normalized by the positives of the whole global batch, as if it were one batch
+        num_pos = sum(lorat.positive_cells(b['x_box'], cfg.search_grid).sum() for b in micro).float().to(device)
+        if ddp:
+            dist.all_reduce(num_pos)
+        stats = torch.zeros(4, device=device)  # loss, cls, reg, iou
+        for m, b in enumerate(micro):
+            b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
+            # sync gradients only on the last micro-step: the others just add to the local .grad
+            sync = model.no_sync() if ddp and m < args.accum - 1 else contextlib.nullcontext()
+            with sync:
+                with ctx:
+                    score, boxes = model(b['z'], b['x'], b['z_mask'])
+                # DDP averages gradients over ranks, so each rank's share is scaled back up by world
+                loss, parts = lorat.lorat_loss(score, boxes, b['x_box'], num_pos_fn=lambda n: num_pos / world)
+                loss.backward()
+            stats += torch.stack([loss.detach(), parts['cls'], parts['reg'], parts['iou'] / args.accum])
+        norms = {f'grad_norm/{g}': grad_norm(ps) for g, ps in groups.items()}
+        total_norm = torch.nn.utils.clip_grad_norm_(params, args.clip).item()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        if ddp:
+            dist.all_reduce(stats)
+            stats /= world
+        loss, cls, reg, iou = stats.tolist()
+        record = dict(step=step, epoch=step / steps_per_epoch, lr=lr, loss=loss, cls=cls, reg=reg, iou=iou,
+                      grad_norm=total_norm, **norms)
+        epoch_end = step % steps_per_epoch == 0
+        if epoch_end and val_set is not None:
+            record['val_iou'] = validate(raw_model, val_set, device, ctx, rank, world)
+        if master:
+            log.write(json.dumps(record) + '\n')
+            log.flush()
+        if master and (step % args.log_every == 0 or epoch_end or step == total_steps):
+            elapsed = time.time() - t0
+            sps = (step - first) * args.batch_size / elapsed
+            eta = (total_steps - step) * args.batch_size / sps
+            say(f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) ep {step / steps_per_epoch:.2f} | "
+                f"loss {loss:.3f} (cls {cls:.3f} reg {reg:.3f}) iou {iou:.3f} | lr {lr:.2e} | gnorm {total_norm:.2f} | "
+                f"{sps:.0f} samples/s | ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
+        if 'val_iou' in record:
+            say(f"epoch {step // steps_per_epoch}: held-out mean IoU {record['val_iou']:.3f}")
+        if epoch_end or step == total_steps or (args.ckpt_every and step % args.ckpt_every == 0):
+            rngs = [rng_state()]
+            if ddp:
+                rngs = [None] * world
+                dist.all_gather_object(rngs, rng_state())
+            if master:
+                save_checkpoint(run_dir, raw_model, optimizer, step, args, rngs)
+        if args.kill_at == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # every rank must end with the same weights; a mismatch means a broken gradient sync
+    digest = hashlib.sha1(b''.join(v.float().cpu().numpy().tobytes() for v in lorat.trainable_state_dict(raw_model).values())).hexdigest()
+    digests = [digest]
+    if ddp:
+        digests = [None] * world
+        dist.all_gather_object(digests, digest)
+    if master:
+        log.write(json.dumps(dict(step=step, done=True, rank_hashes=digests, minutes=(time.time() - t0) / 60)) + '\n')
+        log.close()
+        ckpt = os.path.join(run_dir, 'ckpt.pt')
+        if not os.path.exists(ckpt):  # a resumed run that had nothing left to do
+            save_checkpoint(run_dir, raw_model, optimizer, step, args, [rng_state()])
+        say(f"checkpoint: {ckpt}" + (f" (needs its backbone {args.weights})" if mode == 'lora' else ''))
+        if args.export:
+            say(f"merged export: {export(run_dir, raw_model)}")
+    if ddp:
+        dist.destroy_process_group()
+    return run_dir, raw_model
+
+# -----------------------------------------------------------------------------
+# The paper's training-efficiency comparison: LoRA vs full fine-tuning, same batch
+
+
+def benchmark_mode(args):
+    """A few training steps of one mode on random inputs; prints one JSON line (run in a fresh process,
+    so that peak RSS is this mode's alone)."""
+    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    if device == 'cpu' and args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    lora = args.bench_mode == 'lora'
+    model = lorat.build_model(args.size, args.res, lora_rank=args.lora_rank if lora else 0).to(device)
+    lorat.mark_trainable(model, 'lora' if lora else 'full')
+    optimizer = torch.optim.AdamW(param_groups(model, 0.1, 1.0), lr=1e-4)
+    cfg, B = model.cfg, args.batch_size
+    z = torch.randn(B, 3, cfg.template_size, cfg.template_size, device=device)
+    x = torch.randn(B, 3, cfg.search_size, cfg.search_size, device=device)
+    z_mask = torch.zeros(B, cfg.template_grid, cfg.template_grid, dtype=torch.long, device=device)
+    gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(B, 1)
+    dtype = args.dtype or ('bf16' if device == 'cuda' else 'fp32')
+    ctx = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == 'bf16')
+    times = []
+    for i in range(2 + args.bench_steps):  # 2 warm-up steps
+        t = time.perf_counter()
+        with ctx:
+            score, boxes = model(z, x, z_mask)
+        lorat.lorat_loss(score, boxes, gt)[0].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    peak = torch.cuda.max_memory_allocated() if device == 'cuda' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(json.dumps(dict(mode=args.bench_mode, step_ms=1e3 * float(np.median(times[2:])), peak_gb=peak / 1e9,
+                          trainable_m=trainable / 1e6, device=device, dtype=dtype)))
+
+
+def benchmark(args):
+    res = {}
+    for mode in ('lora', 'full'):
+        cmd = [sys.executable, os.path.abspath(__file__), '--benchmark', '--bench-mode', mode, '--size', args.size,
+               '--batch-size', str(args.batch_size), '--bench-steps', str(args.bench_steps), '--lora-rank', str(args.lora_rank)]
+        for flag, value in (('--res', args.res), ('--dtype', args.dtype), ('--device', args.device), ('--threads', args.threads)):
+            cmd += [flag, str(value)] if value is not None else []
+        # glibc raises its mmap threshold as tensors are freed and then keeps freed memory in the heap, so
+        # peak RSS would measure the allocator's history; a fixed threshold makes it measure live tensors
+        env = {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '65536'}
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if out.returncode:
+            raise SystemExit(f"error: the {mode} benchmark failed: {out.stderr.strip().splitlines()[-1]}")
+        res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+    lo, fu = res['lora'], res['full']
+    memory = 'max allocated' if lo['device'] == 'cuda' else 'peak RSS of the process'
+    print(f"{args.size}-{args.res or 224}, batch {args.batch_size}, {lo['dtype']} on {lo['device']}; memory = {memory}")
+    for r in (lo, fu):
+        print(f"  {r['mode']:<5} trainable {r['trainable_m']:7.2f}M  step {r['step_ms']:8.1f} ms  memory {r['peak_gb']:6.2f} GB")
+    print(f"  LoRA / full: time {lo['step_ms'] / fu['step_ms']:.2f}, memory {lo['peak_gb'] / fu['peak_gb']:.2f}")
+    return res
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.bench_mode:
+            return benchmark_mode(args)
+        if args.benchmark:
+            return benchmark(args)
+        return train(args)
+    except (ValueError, FileNotFoundError) as e:  # unknown size, resolution, head, dataset...
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == '__main__':
+    main()
