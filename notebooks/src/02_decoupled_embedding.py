@@ -1,0 +1,283 @@
+# %% [markdown]
+# # 02 · The decoupled positional embedding: how one token sequence is built
+#
+# A one-stream tracker feeds **one** sequence through the ViT: the template's patch tokens followed by
+# the search crop's. Each token needs to say *where* it is and *what* it is. LoRAT's first design
+# decouples the two (`lorat.LoRAT.embed`):
+#
+# $$t = \mathrm{patch}(\text{pixels}) + p_{\text{shared}}[\text{row}, \text{col}] + e_{\text{type}}, \qquad \text{type} \in \{0: \text{template bg},\ 1: \text{template fg},\ 2: \text{search}\}$$
+#
+# * **where**: one spatial grid, DINOv2's own (frozen), shared by both crops — the search gets the
+#   whole grid, the template its top-left corner (`lorat.LoRAT.template_positions`);
+# * **what**: a small learned table of 3 token types (`token_type_embed`, trainable), whose
+#   foreground row marks the template cells the target covers (`lorat.template_fg_mask`).
+#
+# The alternative it replaces (OSTrack's): *separate* position tables for template and search, both
+# trained — which LoRA's low-rank update has to work around. Set `LORAT_DINOV2=/path/dinov2_vit{s,b}14_pretrain.pth`
+# to see DINOv2's real grid; without it a 2-D sine-cosine grid stands in (`lorat.sincos_pos_embed`).
+
+# %%
+import inspect
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import matplotlib.patches as patches
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+QUICK = os.environ.get('LORAT_QUICK', '0') == '1'  # CI: same code, nothing here is slow anyway
+DINOV2 = os.environ.get('LORAT_DINOV2')  # optional: a real DINOv2 checkpoint
+ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
+sys.path.insert(0, str(ROOT))
+import data  # noqa: E402
+import lorat  # noqa: E402
+
+plt.rcParams.update({'figure.dpi': 80, 'savefig.dpi': 80})
+torch.manual_seed(0)
+checks = {}
+
+print(f"mode: {'quick (LORAT_QUICK=1)' if QUICK else 'full'}")
+
+def where(obj, show=True):
+    """Print where `obj` lives (file:line) and, if `show`, its source."""
+    obj = inspect.unwrap(obj)
+    lines, start = inspect.getsourcelines(obj)
+    print(f"{Path(inspect.getsourcefile(obj)).name}:{start}  {obj.__qualname__}")
+    if show:
+        print(''.join(lines))
+
+# %% [markdown]
+# ## 1. The model and its "pre-trained" grid
+#
+# At the paper's 224 resolution the template crop is 112 px (8×8 patches of 14 px) and the search crop
+# 224 px (16×16). `lorat.load_dinov2` takes DINOv2's 37×37 grid (it was trained at 518 px), drops the
+# cls entry and resizes it **once**, bicubic, to the search grid (`lorat.resize_pos_embed`). Without a
+# DINOv2 file we build a checkpoint in DINOv2's layout whose grid is a 37×37 sine-cosine grid and load
+# it through the same code, so both variants below get their grids exactly as they would from DINOv2.
+
+# %%
+where(lorat.resize_pos_embed, show=False)
+where(lorat.load_dinov2, show=False)
+if DINOV2:
+    size = lorat.size_of_state_dict(lorat.read_state_dict(DINOV2))
+    backbone = DINOV2
+else:
+    size = 'T'  # 128 wide: every picture below is the same for any width
+    stand_in = lorat.build_model(size, 224, lora_rank=0)
+    sd = {k: v for k, v in stand_in.state_dict().items() if not k.startswith(('head.', 'token_type_embed', 'pos_embed'))}
+    C = stand_in.cfg.dim
+    sd['pos_embed'] = torch.cat([torch.zeros(1, 1, C), lorat.sincos_pos_embed(lorat.DINOV2_GRID, C)], dim=1)  # (1, 1+37*37, C)
+    backbone = os.path.join(tempfile.mkdtemp(), 'dinov2_layout_stand_in.pth')
+    torch.save(sd, backbone)
+model = lorat.build_model(size, 224)
+lorat.load_dinov2(model, backbone)
+cfg = model.cfg
+gz, gx, C = cfg.template_grid, cfg.search_grid, cfg.dim
+print(f"{size}-224: template {cfg.template_size} px -> {gz}x{gz} tokens, search {cfg.search_size} px -> {gx}x{gx} tokens, "
+      f"width {C}; grid from {'DINOv2: ' + DINOV2 if DINOV2 else 'the sine-cosine stand-in'}")
+
+# %% [markdown]
+# ## 2. Patch tokens of a real template and search crop
+#
+# A clip of the synthetic world (`data.synthetic_clip`). The template: frame 0, a square of about twice
+# the target's size (`data.crop_window(box, 2)`), resampled to 112 px (`data.crop_image`); the search:
+# frame 10, four times the size around the previous frame's box — the same crop the tracker uses.
+
+# %%
+where(data.crop_window)
+clip = data.synthetic_clip(2_000_003, length=12)  # a test-world clip
+
+
+def crop(i, center_box, factor, out):
+    window = data.crop_window(center_box, factor)
+    x, y, w, h = clip.boxes[i]
+    box = data.box_to_crop([x, y, x + w, y + h], window, out)  # the target, crop pixels xyxy
+    return data.crop_image(clip.frame(i), window, out), np.clip(box, 0, out)
+
+
+z_img, z_box = crop(0, clip.boxes[0], cfg.template_factor, cfg.template_size)
+x_img, x_box = crop(10, clip.boxes[9], cfg.search_factor, cfg.search_size)
+fig, axes = plt.subplots(1, 3, figsize=(12, 4), gridspec_kw={'width_ratios': [4 / 3, 1, 1]})
+axes[0].imshow(clip.frame(0))
+x0, y0, w0, h0 = clip.boxes[0]
+axes[0].add_patch(patches.Rectangle((x0, y0), w0, h0, fill=False, color='lime', lw=2))
+axes[0].set_title('frame 0 and its box')
+for ax, img, box, g, title in [(axes[1], z_img, z_box, gz, f'template: {gz}x{gz} patches'),
+                               (axes[2], x_img, x_box, gx, f'search (frame 10): {gx}x{gx} patches')]:
+    ax.imshow(img)
+    for k in range(1, g):
+        ax.axhline(k * 14 - 0.5, color='w', lw=0.5, alpha=0.6)
+        ax.axvline(k * 14 - 0.5, color='w', lw=0.5, alpha=0.6)
+    ax.add_patch(patches.Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False, color='lime', lw=2))
+    ax.set_title(title)
+for ax in axes:
+    ax.axis('off')
+plt.tight_layout()
+plt.show()
+
+z = data.normalize(z_img)[None]  # (1, 3, 112, 112)
+x = data.normalize(x_img)[None]  # (1, 3, 224, 224)
+with torch.no_grad():
+    z_tokens, x_tokens = model.patch_embed(z), model.patch_embed(x)
+print(f"patch tokens: template {tuple(z_tokens.shape)}, search {tuple(x_tokens.shape)}  (B, N, C)")
+
+# %% [markdown]
+# ## 3. One shared spatial grid; the template takes its top-left slice
+#
+# The search's 16×16 tokens get the whole grid `pos_embed` (1, 256, C); the template's 8×8 get rows and
+# columns 0..7 of the same grid (`lorat.LoRAT.template_positions`). No spatial parameter is added or
+# trained, so what DINOv2 learned about position is untouched. Below: the cosine similarity of four
+# positions to every position of the grid (high near the query: neighbours have similar positions;
+# the stand-in's sine-cosine grid adds a row part and a column part, hence the crosses) and the slice
+# the template uses.
+
+# %%
+where(lorat.LoRAT.template_positions)
+pos = model.pos_embed.detach()[0]  # (256, C)
+sim = F.normalize(pos, dim=-1) @ F.normalize(pos, dim=-1).T  # (256, 256)
+queries = [(0, 0), (3, 4), (8, 8), (12, 14)]
+fig, axes = plt.subplots(1, len(queries) + 1, figsize=(15, 3.2))
+for ax, (r, c) in zip(axes, queries):
+    ax.imshow(sim[r * gx + c].view(gx, gx), cmap='viridis')
+    ax.plot(c, r, 'r+', ms=10)
+    ax.set_title(f'cos(p[{r},{c}], p[·,·])')
+    ax.axis('off')
+used = np.zeros((gx, gx))
+used[:gz, :gz] = 1
+axes[-1].imshow(used, cmap='Oranges', vmin=0, vmax=1.6)
+axes[-1].set_xticks(np.arange(gx) - 0.5, minor=True)
+axes[-1].set_yticks(np.arange(gx) - 0.5, minor=True)
+axes[-1].grid(which='minor', color='w', lw=0.5)
+axes[-1].tick_params(which='both', length=0, labelbottom=False, labelleft=False)
+axes[-1].set_title(f'the {gx}x{gx} grid; template: top-left {gz}x{gz}')
+plt.tight_layout()
+plt.show()
+
+template_pos = model.template_positions().detach()[0]  # (64, C)
+same = torch.equal(template_pos.view(gz, gz, C), pos.view(gx, gx, C)[:gz, :gz])
+print(f"template position (i, j) == search position (i, j) for all i, j < {gz}: {same}")
+checks['template_slice_equal'] = same
+
+# %% [markdown]
+# ## 4. Token types and the foreground indicator
+#
+# The only new embedding parameters: a (3, C) table, trunc-normal init, trained. Row 2 is added to every
+# search token. A template token gets row 1 when its cell overlaps the target's box at all, else row 0:
+# `lorat.template_fg_mask` divides the box (template-crop pixels) by the 14-px stride and claims every
+# cell it even partly covers (`lorat.box_cells`). At inference the mask comes from the first-frame box.
+
+# %%
+where(lorat.template_fg_mask)
+where(lorat.box_cells, show=False)
+z_mask = lorat.template_fg_mask(torch.tensor(z_box[None], dtype=torch.float32), gz)  # (1, 8, 8)
+print("z_mask (type index of each template token):\n", z_mask[0].numpy())
+fig, ax = plt.subplots(figsize=(4, 4))
+ax.imshow(z_img)
+for (r, c) in zip(*np.nonzero(z_mask[0].numpy())):
+    ax.add_patch(patches.Rectangle((c * 14 - 0.5, r * 14 - 0.5), 14, 14, color='yellow', alpha=0.35))
+ax.add_patch(patches.Rectangle(z_box[:2], z_box[2] - z_box[0], z_box[3] - z_box[1], fill=False, color='lime', lw=2))
+for k in range(1, gz):
+    ax.axhline(k * 14 - 0.5, color='w', lw=0.5, alpha=0.6)
+    ax.axvline(k * 14 - 0.5, color='w', lw=0.5, alpha=0.6)
+ax.set_title('template: type 1 (yellow) where the box is')
+ax.axis('off')
+plt.show()
+x1, y1, x2, y2 = z_box / 14
+cells = np.arange(gz)
+overlaps = lambda lo, hi: ((cells < hi) & (cells + 1 > lo)).sum()  # cell [c, c+1) meets (lo, hi)
+expected = int(overlaps(x1, x2) * overlaps(y1, y2))
+checks['fg_cells'], checks['fg_cells_expected'] = int(z_mask.sum()), expected
+print(f"foreground cells: {int(z_mask.sum())} (the box spans columns {x1:.2f}..{x2:.2f}, rows {y1:.2f}..{y2:.2f} in cells)")
+
+# %% [markdown]
+# ## 5. The whole sequence
+#
+# `lorat.LoRAT.embed`: patch tokens + position + type, template then search — 64 + 256 = 320 tokens
+# that go through every block; only the last 256 reach the head (`lorat.LoRAT.forward`). Rebuilding it
+# from the parts gives the same tensor:
+
+# %%
+where(lorat.LoRAT.embed)
+with torch.no_grad():
+    seq = model.embed(z, x, z_mask)  # (1, 320, C)
+    by_hand = torch.cat([z_tokens + model.template_positions() + model.token_type_embed[z_mask.flatten(1)],
+                         x_tokens + model.pos_embed + model.token_type_embed[2]], dim=1)
+err = (seq - by_hand).abs().max().item()
+print(f"sequence {tuple(seq.shape)}; |embed - parts| max = {err:.1e}")
+checks['embed_err'] = err
+
+grid_index = torch.arange(gx * gx).view(gx, gx)
+pos_index = torch.cat([grid_index[:gz, :gz].flatten(), grid_index.flatten()])  # which grid entry each token adds
+type_index = torch.cat([z_mask.flatten(), torch.full((gx * gx,), 2)])
+fig, axes = plt.subplots(2, 1, figsize=(13, 1.8), sharex=True)
+axes[0].imshow(pos_index[None].numpy(), aspect='auto', cmap='viridis')
+axes[0].set_ylabel('position', rotation=0, ha='right')
+axes[1].imshow(type_index[None].numpy(), aspect='auto', cmap=plt.matplotlib.colors.ListedColormap(['#555', 'gold', '#39c']))
+axes[1].set_ylabel('type', rotation=0, ha='right')
+axes[1].set_xlabel(f'token index: template 0..{gz * gz - 1} | search {gz * gz}..{gz * gz + gx * gx - 1}  '
+                   f'(type: grey 0 template bg, gold 1 template fg, blue 2 search)')
+for ax in axes:
+    ax.set_yticks([])
+    ax.axvline(gz * gz - 0.5, color='r')
+plt.show()
+
+# %% [markdown]
+# ## 6. The separate-embedding variant, side by side
+#
+# `build_model(..., pos_emb='separate')` (train.py `--pos-emb separate`, the paper's ablation ①) gives
+# the template a table of its own, `template_pos_embed`, resized from the *whole* pre-trained grid to
+# 8×8 — and, as in OSTrack, trains both tables (`lorat.mark_trainable`). Then template cell (i, j)
+# carries the position of the search cell near (2i, 2j): a template token and a search token that show
+# the same image structure at the same place in their crops get different positions, and the model
+# has to learn the relation between the two tables. With the decoupled grid, template cell (i, j) *is*
+# search position (i, j), and nothing spatial is trained.
+
+# %%
+separate = lorat.build_model(size, 224, pos_emb='separate')
+lorat.load_dinov2(separate, backbone)
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.4))
+for ax, m, title in [(axes[0], model, 'decoupled (LoRAT): top-left slice'),
+                     (axes[1], separate, 'separate (ablation ①): own 8x8 table')]:
+    tp = F.normalize(m.template_positions().detach()[0], dim=-1)  # (64, C)
+    sp = F.normalize(m.pos_embed.detach()[0], dim=-1)  # (256, C)
+    best = (tp @ sp.T).argmax(1)  # the most similar search position of each template position
+    rows, cols = (best // gx).numpy(), (best % gx).numpy()
+    ax.scatter(cols, rows, c=np.repeat(np.arange(gz), gz), cmap='plasma', s=40)
+    ax.set(xlim=(-0.5, gx - 0.5), ylim=(gx - 0.5, -0.5), title=title, xlabel='search column', ylabel='search row')
+    ax.set_xticks(range(0, gx, 2))
+    ax.set_yticks(range(0, gx, 2))
+    ax.grid(alpha=0.3)
+axes[0].text(0, gx - 1.5, "dot = the search position most similar\nto a template position (color: template row)", fontsize=8)
+plt.tight_layout()
+plt.show()
+
+trainable = lambda m: {n: p.numel() for n, p in m.named_parameters() if p.requires_grad and not n.startswith(('head.', 'blocks.'))}
+for name, m in [('decoupled', model), ('separate', separate)]:
+    t = trainable(m)
+    print(f"{name:<10} trainable embedding tensors: {', '.join(f'{k} {v:,}' for k, v in t.items())}")
+checks['separate_trains_pos'] = 'template_pos_embed' in trainable(separate) and 'pos_embed' in trainable(separate)
+checks['decoupled_trains_pos'] = 'pos_embed' in trainable(model)
+
+# %% [markdown]
+# ## 7. The paper's ablation (LaSOT / LaSOT_ext / TNL2K, L-224 and L-378)
+#
+# | | shared pos. | type emb. | fg indicator | res | LaSOT SUC | LaSOT_ext SUC | TNL2K SUC | train.py |
+# |---|---|---|---|---|---|---|---|---|
+# | ① | | | | 224 | 73.5 | 51.8 | 60.7 | `--pos-emb separate --no-type-emb` |
+# | ② | ✓ | | | 224 | 73.8 | 53.7 | 60.6 | `--no-type-emb` |
+# | ③ | ✓ | ✓ | | 224 | 74.0 | 52.4 | 60.7 | `--no-fg` |
+# | ④ | ✓ | ✓ | ✓ | 224 | 74.2 | 52.8 | 61.1 | (default) |
+# | ⑤ | ✓ | ✓ | | 378 | 74.4 | 55.2 | 62.3 | `--res 378 --no-fg` |
+# | ⑥ | ✓ | ✓ | ✓ | 378 | 75.1 | 56.6 | 62.3 | `--res 378` |
+#
+# Sharing the grid helps most on LaSOT_ext (+1.9); the type embedding and foreground indicator add a
+# few tenths on LaSOT and TNL2K (LaSOT_ext drops 0.9 at 224 and gains 1.4 at 378). These are L-sized models on the full training mix; on this project's
+# CPU scale the differences would drown in run-to-run noise, so this notebook shows the mechanism, not
+# the numbers.
+
+# %%
+print("checks:", checks)
