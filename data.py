@@ -727,8 +727,10 @@ def _texture(bank, k, W, H):
     size = (W * 3 // 2, H * 3 // 2)
     coarse = Image.fromarray(rng.integers(30, 225, (5, 6, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
     fine = Image.fromarray(rng.integers(0, 255, (size[1] // 12, size[0] // 12), dtype=np.uint8)).resize(size, Image.BICUBIC)
-    img = np.asarray(coarse, np.float32) + (np.asarray(fine, np.float32)[..., None] - 128) * rng.uniform(0.1, 0.4)
-    for _ in range(rng.integers(4, 12)):  # clutter: textured blobs that are not look-alikes
+    img = np.asarray(coarse, np.float32)
+    img = img + (img.mean(2, keepdims=True) - img) * rng.uniform(0.3, 0.7)  # muted: objects stand out by color
+    img = img + (np.asarray(fine, np.float32)[..., None] - 128) * rng.uniform(0.05, 0.2)
+    for _ in range(rng.integers(3, 8)):  # clutter: textured blobs that are not look-alikes
         s = rng.uniform(0.05, 0.25) * min(W, H)
         colors = np.stack([_hsv_to_rgb(rng.uniform(), rng.uniform(0, .7), rng.uniform(.3, .9)) for _ in range(2)])
         track = np.array([[rng.uniform(0, size[0]), rng.uniform(0, size[1]), s * rng.uniform(.5, 2), s * rng.uniform(.5, 2)]])
@@ -742,7 +744,7 @@ def synthetic_clip(seed, length=100, size=(320, 240)):
     return SyntheticClip(seed, length, size)
 
 
-SYNTHETIC_SPLITS = {'train': (0, 2000), 'val': (1_000_000, 20), 'test': (2_000_000, 20)}
+SYNTHETIC_SPLITS = {'train': (0, 1000), 'val': (1_000_000, 20), 'test': (2_000_000, 20)}
 
 
 def open_synthetic(split='train', num=None, length=100, size=(320, 240)):

@@ -45,15 +45,15 @@ import lorat
 # on 2 CPU cores, hence a 10x higher lr, small batches and ~40x fewer samples.
 RECIPES = {
     'lorat': dict(lr=1e-4, batch_size=128, epochs=170, samples_per_epoch=131072, warmup_epochs=2,
-                  weight_decay=0.1, val_samples=1024, export=False),
+                  weight_decay=0.1, val_samples=1024, export=False, augment='on'),
     'scratch': dict(lr=1e-3, batch_size=32, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
-                    weight_decay=0.05, val_samples=256, export=True),
+                    weight_decay=0.05, val_samples=256, export=True, augment='off'),
 }
 GOT10K_EPOCHS = 100  # the GOT-10k protocol: GOT-10k train only, 100 epochs
 WARMUP_LR, MIN_LR = 1e-7, 1e-6
 # changing these between a run and its --resume would change the data or the schedule
 SAME_ON_RESUME = ('data', 'data_weights', 'weights', 'full_finetune', 'seed', 'batch_size', 'lr', 'epochs',
-                  'samples_per_epoch', 'warmup_epochs', 'weight_decay', 'clip', 'layer_decay')
+                  'samples_per_epoch', 'warmup_epochs', 'weight_decay', 'clip', 'layer_decay', 'augment')
 
 
 def parse_args(argv=None):
@@ -82,6 +82,9 @@ def parse_args(argv=None):
     p.add_argument('--weight-decay', type=float, default=None)
     p.add_argument('--clip', type=float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
     p.add_argument('--layer-decay', type=float, default=None, help="layer-wise lr decay (default 0.7 when full fine-tuning)")
+    p.add_argument('--augment', default=None, choices=['on', 'off'],
+                   help="flips + color augmentation of the facts (default: on; off from scratch on the synthetic "
+                        "world, where color is what tells the target from its look-alikes)")
     p.add_argument('--val-samples', type=int, default=None, help="held-out pairs validated each epoch")
     p.add_argument('--seed', type=int, default=0)
     # machinery
@@ -394,7 +397,7 @@ def train(args):
     if ddp:
         model = DDP(model, device_ids=[int(device.split(':')[1])] if device.startswith('cuda') else None)
 
-    train_set = pairs(train_sets, weights, cfg, args.samples_per_epoch, args.seed, augment=True)
+    train_set = pairs(train_sets, weights, cfg, args.samples_per_epoch, args.seed, augment=args.augment == 'on')
     val_set = None
     if val_seqs and args.val_samples:
         val_set = pairs([val_seqs], [1.0], cfg, args.val_samples, args.seed + 1, augment=False)
