@@ -550,7 +550,7 @@ def benchmark(args):
         res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     lo, fu = res['lora'], res['full']
     memory = 'max allocated' if lo['device'] == 'cuda' else 'peak RSS of the process'
-    print(f"{args.size}-{args.res or 224}, batch {args.batch_size}, {lo['dtype']} on {lo['device']}; memory = {memory}")
+    print(f"{args.size}-{lorat.make_config(args.size, args.res).res}, batch {args.batch_size}, {lo['dtype']} on {lo['device']}; memory = {memory}")
     for r in (lo, fu):
         print(f"  {r['mode']:<5} trainable {r['trainable_m']:7.2f}M  step {r['step_ms']:8.1f} ms  memory {r['peak_gb']:6.2f} GB")
     print(f"  LoRA / full: time {lo['step_ms'] / fu['step_ms']:.2f}, memory {lo['peak_gb'] / fu['peak_gb']:.2f}")
