@@ -46,7 +46,7 @@ import lorat
 RECIPES = {
     'lorat': dict(lr=1e-4, batch_size=128, epochs=170, samples_per_epoch=131072, warmup_epochs=2,
                   weight_decay=0.1, val_samples=1024, export=False, augment='on'),
-    'scratch': dict(lr=1e-3, batch_size=32, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
+    'scratch': dict(lr=1e-3, batch_size=16, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
                     weight_decay=0.05, val_samples=256, export=True, augment='off'),
 }
 GOT10K_EPOCHS = 100  # the GOT-10k protocol: GOT-10k train only, 100 epochs
