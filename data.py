@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageFilter, ImageStat
+from PIL import Image, ImageFilter
 
 from lorat import template_fg_mask
 
@@ -42,16 +42,25 @@ ALIASES = {'got10k_val': ('got10k', 'val'), 'got10k_test': ('got10k', 'test'),
            'got10k_vot_train': ('got10k', 'vot_train'), 'lasot_test': ('lasot', 'test')}
 
 
-def normalize(img):
-    """uint8 RGB (H,W,3) or (B,H,W,3), numpy or torch -> ImageNet-normalized float (3,H,W) / (B,3,H,W).
-    In numpy, one channel at a time (strided reads, contiguous writes): small torch ops on a busy CPU
-    pay for thread start-up many times over."""
+def planar(img):
+    """RGB (..., H, W, 3), uint8 or float, numpy, torch or PIL -> float32 (..., 3, H, W), values kept
+    (0..255): the layout of a model input, where per-channel work reads contiguous rows."""
     a = img.numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-    x = np.empty(a.shape[:-3] + (3,) + a.shape[-3:-1], np.float32)  # (..., 3, H, W)
+    return np.ascontiguousarray(np.moveaxis(a, -1, -3), dtype=np.float32)
+
+
+def standardize(x):
+    """float32 (..., 3, H, W) in 0..255 -> ImageNet-normalized torch tensor, in place."""
     for c in range(3):
-        np.multiply(a[..., c], np.float32(1 / (255 * IMAGENET_STD[c])), out=x[..., c, :, :])
+        x[..., c, :, :] *= np.float32(1 / (255 * IMAGENET_STD[c]))
         x[..., c, :, :] -= np.float32(IMAGENET_MEAN[c] / IMAGENET_STD[c])
     return torch.from_numpy(x)
+
+
+def normalize(img):
+    """uint8 RGB (H,W,3) or (B,H,W,3), numpy or torch -> ImageNet-normalized float (3,H,W) / (B,3,H,W).
+    In numpy: small torch ops on a busy CPU pay for thread start-up many times over."""
+    return standardize(planar(img))
 
 
 # -----------------------------------------------------------------------------
@@ -386,7 +395,8 @@ def box_from_crop(box_xyxy, window, out_size):
 def image_mean(im):
     """Mean color of a PIL image (of its 4x box-reduced copy: cheap): the padding of out-of-image parts."""
     small = im.reduce(4) if min(im.size) >= 16 else im
-    return tuple(int(v + 0.5) for v in ImageStat.Stat(small).mean[:3])
+    hist = np.array(small.histogram(), np.float64).reshape(-1, 256)[:3]  # (3, 256) counts per channel
+    return tuple(int(v + 0.5) for v in hist @ np.arange(256) / hist[0].sum())
 
 
 def _leaves(window, image_size, scale=1.0):
@@ -793,43 +803,50 @@ def flip_box(box_xyxy, size):
     return np.array([size - x2, y1, size - x1, y2])
 
 
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as PIL and torchvision use
+
+
 def color_augment(images, rng):
     """LoRAT's photometric augmentation, the same draw for template and search: color jitter
-    (brightness, contrast, saturation, each x U(0.6, 1.4), in random order), then always one of
-    grayscale / solarize / gaussian blur (sigma U(0.1, 2))."""
+    (brightness, contrast, saturation, each x U(0.6, 1.4), in random order), then one of
+    grayscale / solarize / gaussian blur (sigma U(0.1, 2)).
+
+    uint8 PIL images in, planar float32 (3, H, W) arrays in [0, 255] out (standardize() takes them).
+    The blur runs first, in PIL: it is linear, so it commutes with the jitter (up to clipping)."""
     factors, order = rng.uniform(0.6, 1.4, 3), rng.permutation(3)
-    images = [_color_jitter(im, factors, order) for im in images]
     choice, sigma = rng.integers(3), rng.uniform(0.1, 2.0)
-    if choice == 0:
-        return [im.convert('L').convert('RGB') for im in images]
-    if choice == 1:
-        return [_apply(im, np.where(np.arange(256) < 128, np.arange(256), 255 - np.arange(256))) for im in images]
-    return [im.filter(ImageFilter.GaussianBlur(sigma)) for im in images]
+    if choice == 2:
+        images = [im.filter(ImageFilter.GaussianBlur(sigma)) for im in images]
+    out = []
+    for im in images:
+        p = planar(im)  # (3, H, W)
+        M, b = jitter_map(p.reshape(3, -1).mean(1), factors, order)
+        p = np.clip(np.tensordot(M.T, p, 1) + b[:, None, None], 0, 255)  # every pixel @ M + b
+        if choice == 0:  # grayscale, kept 3-channel
+            p = np.repeat(np.tensordot(LUMA, p, 1)[None], 3, axis=0)
+        elif choice == 1:  # solarize: values above the middle inverted
+            p = np.minimum(p, 255 - p)
+        out.append(p)
+    return out
 
 
-def _color_jitter(im, factors, order):
-    """Brightness x f, contrast (about the mean gray) x f, saturation x f, in `order`, clipped after each
-    as PIL's ImageEnhance does. Brightness and contrast map each value alone, so consecutive ones fold
-    into one 256-entry table applied in one pass; only saturation mixes channels (ImageEnhance.Color)."""
-    table = np.arange(256, dtype=np.float32)  # value -> value, still to be applied to im
+def jitter_map(mean, factors, order):
+    """Color jitter as one affine color map: pixel (3,) -> pixel @ M + b. Brightness scales the
+    values; contrast moves them about the image's mean gray; saturation about each pixel's own gray;
+    all three are linear, so in any order they compose into one 3x3 map (applied in one pass and
+    clipped once, not after each step). `mean` (3,) is the image's mean color, tracked through."""
+    M, b = np.eye(3, dtype=np.float32), np.zeros(3, np.float32)
     for k in order:
         f = np.float32(factors[k])
-        if k == 0:
-            table = table * f
-        elif k == 1:  # the mean gray of the image as it stands, from its histogram
-            hist = np.array(im.histogram(), np.float32).reshape(3, 256)
-            r, g, b = hist @ np.clip(table, 0, 255) / hist[0].sum()
-            gray = np.float32(int(0.299 * r + 0.587 * g + 0.114 * b + 0.5))
-            table = gray + (table - gray) * f
-        else:
-            im, table = ImageEnhance.Color(_apply(im, table)).enhance(f), np.arange(256, dtype=np.float32)
-        table = np.clip(table, 0, 255)
-    return _apply(im, table)
-
-
-def _apply(im, table):
-    """A 256-entry value table applied to every channel, in one pass."""
-    return im.point(np.rint(table).astype(np.uint8).tolist() * 3)
+        if k == 0:  # brightness: x * f
+            step, shift = np.eye(3, dtype=np.float32) * f, np.zeros(3, np.float32)
+        elif k == 1:  # contrast: g + (x - g) * f, g = the mean gray of the image as it stands
+            g = (mean @ M + b) @ LUMA
+            step, shift = np.eye(3, dtype=np.float32) * f, np.full(3, (1 - f) * g, np.float32)
+        else:  # saturation: luma(x) + (x - luma(x)) * f
+            step, shift = np.eye(3, dtype=np.float32) * f + (1 - f) * LUMA[:, None], np.zeros(3, np.float32)
+        M, b = M @ step, b @ step + shift
+    return M, b
 
 
 class TrainingPairs(torch.utils.data.Dataset):
@@ -895,10 +912,10 @@ class TrainingPairs(torch.utils.data.Dataset):
                 z, z_box = z.transpose(Image.FLIP_LEFT_RIGHT), flip_box(z_box, self.Tz)
             if rng.uniform() < 0.5:
                 x, x_box = x.transpose(Image.FLIP_LEFT_RIGHT), flip_box(x_box, self.Sx)
-            z, x = color_augment([z, x], rng)
         z_box = np.clip(z_box, 0, self.Tz)
         z_mask = template_fg_mask(torch.tensor(z_box[None], dtype=torch.float32), self.Tz // self.stride, self.stride)[0]
-        return {'z': normalize(np.asarray(z)), 'x': normalize(np.asarray(x)), 'z_mask': z_mask,  # (gz, gz)
+        z, x = color_augment([z, x], rng) if self.augment else (planar(z), planar(x))
+        return {'z': standardize(z), 'x': standardize(x), 'z_mask': z_mask,  # (gz, gz)
                 'x_box': torch.tensor(np.clip(x_box / self.Sx, 0, 1), dtype=torch.float32)}
 
 
