@@ -367,7 +367,7 @@ def train(args):
     else:
         say(f"no --weights: no pretrained backbone, so all {n_all / 1e6:.2f}M parameters are trained from scratch")
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=args.lr,
-                                  betas=(0.9, 0.999), fused=device.startswith('cuda'))
+                                  betas=(0.9, 0.999), fused=True)  # one kernel for all tensors, CUDA and CPU
     steps_per_epoch = args.samples_per_epoch // args.batch_size
     total_steps, warmup_steps = args.epochs * steps_per_epoch, round(args.warmup_epochs * steps_per_epoch)
 
