@@ -11,7 +11,6 @@
 
 # %%
 import copy
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -21,23 +20,16 @@ import torch
 
 QUICK = os.environ.get('LORAT_QUICK', '0') == '1'  # CI: fewer, smaller variants; same code
 ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
 import lorat  # noqa: E402
 import train  # noqa: E402
+from nbhelp import where  # noqa: E402  (prints a function's file:line and source)
 
 plt.rcParams.update({'figure.dpi': 80, 'savefig.dpi': 80})
 torch.manual_seed(0)
 checks = {}  # the numbers this notebook measured (the tests read them)
 
 print(f"mode: {'quick (LORAT_QUICK=1)' if QUICK else 'full'}")
-
-def where(obj, show=True):
-    """Print where `obj` lives (file:line) and, if `show`, its source."""
-    obj = inspect.unwrap(obj)  # through decorators such as @torch.no_grad()
-    lines, start = inspect.getsourcelines(obj)
-    print(f"{Path(inspect.getsourcefile(obj)).name}:{start}  {obj.__qualname__}")
-    if show:
-        print(''.join(lines))
 
 # %% [markdown]
 # ## 1. The layer

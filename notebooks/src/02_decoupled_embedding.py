@@ -17,7 +17,6 @@
 # to see DINOv2's real grid; without it a 2-D sine-cosine grid stands in (`lorat.sincos_pos_embed`).
 
 # %%
-import inspect
 import os
 import sys
 import tempfile
@@ -32,23 +31,16 @@ import torch.nn.functional as F
 QUICK = os.environ.get('LORAT_QUICK', '0') == '1'  # CI: same code, nothing here is slow anyway
 DINOV2 = os.environ.get('LORAT_DINOV2')  # optional: a real DINOv2 checkpoint
 ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
 import data  # noqa: E402
 import lorat  # noqa: E402
+from nbhelp import where  # noqa: E402  (prints a function's file:line and source)
 
 plt.rcParams.update({'figure.dpi': 80, 'savefig.dpi': 80})
 torch.manual_seed(0)
 checks = {}
 
 print(f"mode: {'quick (LORAT_QUICK=1)' if QUICK else 'full'}")
-
-def where(obj, show=True):
-    """Print where `obj` lives (file:line) and, if `show`, its source."""
-    obj = inspect.unwrap(obj)
-    lines, start = inspect.getsourcelines(obj)
-    print(f"{Path(inspect.getsourcefile(obj)).name}:{start}  {obj.__qualname__}")
-    if show:
-        print(''.join(lines))
 
 # %% [markdown]
 # ## 1. The model and its "pre-trained" grid

@@ -19,7 +19,6 @@
 # Runs go to `runs/notebook03/` (`LORAT_RUNS` moves `runs/`), so `runs/latest` is left alone.
 
 # %%
-import inspect
 import json
 import os
 import shutil
@@ -37,9 +36,10 @@ DINOV2 = os.environ.get('LORAT_DINOV2')
 ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
 RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
 OUT = RUNS / 'notebook03'
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
 import lorat  # noqa: E402
 import train  # noqa: E402
+from nbhelp import where  # noqa: E402  (prints a function's file:line and source)
 
 plt.rcParams.update({'figure.dpi': 80, 'savefig.dpi': 80})
 checks = {}
@@ -52,14 +52,6 @@ SEED = 0
 PRETRAIN = dict(epochs=1, samples_per_epoch=16 if QUICK else 4096, batch_size=4 if QUICK else 32)
 
 print(f"mode: {'quick (LORAT_QUICK=1)' if QUICK else 'full'}")
-
-def where(obj, show=True):
-    """Print where `obj` lives (file:line) and, if `show`, its source."""
-    obj = inspect.unwrap(obj)
-    lines, start = inspect.getsourcelines(obj)
-    print(f"{Path(inspect.getsourcefile(obj)).name}:{start}  {obj.__qualname__}")
-    if show:
-        print(''.join(lines))
 
 
 def run_train(name, *flags):

@@ -11,7 +11,6 @@
 # else a short training run this notebook launches. Your own video: `LORAT_VIDEO=clip.mp4 LORAT_INIT=x,y,w,h`.
 
 # %%
-import inspect
 import json
 import os
 import shutil
@@ -31,10 +30,11 @@ WEIGHTS, BACKBONE = os.environ.get('LORAT_WEIGHTS'), os.environ.get('LORAT_BACKB
 VIDEO, INIT = os.environ.get('LORAT_VIDEO'), os.environ.get('LORAT_INIT')
 ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
 RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
 import data  # noqa: E402
 import lorat  # noqa: E402
 import track  # noqa: E402
+from nbhelp import where  # noqa: E402  (prints a function's file:line and source)
 
 plt.rcParams.update({'figure.dpi': 80, 'savefig.dpi': 80})
 torch.set_num_threads(1)  # a model of size T gains nothing from a 2nd thread, and loses much when the other core is busy
@@ -42,14 +42,6 @@ checks = {}
 NUM_CLIPS, LENGTH = (2, 20) if QUICK else (8, 100)  # synthetic test clips to score, frames each
 
 print(f"mode: {'quick (LORAT_QUICK=1)' if QUICK else 'full'}")
-
-def where(obj, show=True):
-    """Print where `obj` lives (file:line) and, if `show`, its source."""
-    obj = inspect.unwrap(obj)
-    lines, start = inspect.getsourcelines(obj)
-    print(f"{Path(inspect.getsourcefile(obj)).name}:{start}  {obj.__qualname__}")
-    if show:
-        print(''.join(lines))
 
 # %% [markdown]
 # ## 1. The tracker
