@@ -109,7 +109,8 @@ class Sequence:
         resolution every crop still gets at least one image pixel per crop pixel from."""
         shrink = min(min(_window_xyxy(w)[2:]) / size for w, size in zip(windows, sizes))
         im, scale = self.image(i, shrink)
-        fill = image_mean(im) if any(_leaves(w, im.size, scale) for w in windows) else None
+        pads = any(_inside(w, size, *im.size, scale)[0] != (0, 0, size, size) for w, size in zip(windows, sizes))
+        fill = image_mean(im) if pads else None  # one mean for all the crops that need padding
         return [crop_pil(im, w, size, fill, scale) for w, size in zip(windows, sizes)]
 
 
@@ -399,12 +400,6 @@ def image_mean(im):
     return tuple(int(v + 0.5) for v in hist @ np.arange(256) / hist[0].sum())
 
 
-def _leaves(window, image_size, scale=1.0):
-    """Does the window reach outside the image (so that its crop needs padding)?"""
-    x0, y0, sx, sy = (v * scale for v in _window_xyxy(window))
-    return x0 < 0 or y0 < 0 or x0 + sx > image_size[0] or y0 + sy > image_size[1]
-
-
 def _inside(window, out_size, W, H, scale=1.0):
     """The crop pixels [u0, u1) x [v0, v1) that lie wholly inside a W x H image, and the image box
     (x0, y0, x1, y1) they cover -> ((u0, v0, u1, v1), box)."""
@@ -426,9 +421,16 @@ def crop_pil(im, window, out_size, fill=None, scale=1.0):
     if (u0, v0, u1, v1) == (0, 0, out_size, out_size):
         return im.resize((out_size, out_size), Image.BILINEAR, box=box)
     fill = image_mean(im) if fill is None else tuple(int(v) for v in fill)
-    out = Image.new(im.mode, (out_size, out_size), fill)
-    if u0 < u1 and v0 < v1:
-        out.paste(im.resize((u1 - u0, v1 - v0), Image.BILINEAR, box=box), (u0, v0))
+    part = im.resize((u1 - u0, v1 - v0), Image.BILINEAR, box=box) if u0 < u1 and v0 < v1 else None
+    return _padded(part, (u0, v0), out_size, fill, im.mode)
+
+
+def _padded(part, corner, out_size, fill, mode='RGB'):
+    """An out_size square of `fill` with `part` (the crop pixels inside the image; None when the window
+    misses it) pasted at `corner`: the padding of every crop, real or synthetic."""
+    out = Image.new(mode, (out_size, out_size), fill)
+    if part is not None:
+        out.paste(part, corner)
     return out
 
 
@@ -684,10 +686,7 @@ class SyntheticClip(Sequence):
                 continue
             if fill is None:  # the frame's mean color, from an 8x coarser rendering
                 fill = tuple(int(v) for v in self.render(i, (0, 0, W, H), (W // 8, H // 8)).mean((0, 1)).round())
-            crop = Image.new('RGB', (size, size), fill)
-            if part is not None:
-                crop.paste(part, (u0, v0))
-            out.append(crop)
+            out.append(_padded(part, (u0, v0), size, fill))
         return out
 
     def render(self, i, box, size, hide_target=False):
@@ -768,18 +767,38 @@ def open_synthetic(split='train', num=None, length=100, size=(320, 240)):
 def write_mp4(path, frames, fps=30):
     """uint8 (H,W,3) frames -> H.264 mp4 (libx264, yuv420p), odd sizes cropped to even; atomic."""
     import av
-    tmp = f"{path}.tmp"
-    with av.open(tmp, 'w', format='mp4') as out:
-        stream = None
-        for frame in frames:
-            h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
-            if stream is None:
-                stream = out.add_stream('libx264', rate=fps)
-                stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format='rgb24')))
-        if stream is not None:
-            out.mux(stream.encode())
+
+    def write(tmp):
+        with av.open(str(tmp), 'w', format='mp4') as out:
+            stream = None
+            for frame in frames:
+                h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+                if stream is None:
+                    stream = out.add_stream('libx264', rate=fps)
+                    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format='rgb24')))
+            if stream is not None:
+                out.mux(stream.encode())
+    write_atomic(path, write)
+
+
+def write_atomic(path, write):
+    """Write a file through `write(tmp_path)` then rename: a reader never sees half a file, and a kill
+    mid-write leaves the previous file intact. Every file the project writes goes through here."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_text_atomic(path, text):
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def box_lines(boxes, digits=2):
+    """Comma-separated x,y,w,h, one line per frame (pytracking's and both servers' result format)."""
+    return ''.join(','.join(f"{v:.{digits}f}" for v in box) + '\n' for box in boxes)
 
 
 def write_got10k_sequence(folder, seq):

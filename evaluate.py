@@ -353,19 +353,6 @@ def format_row(name, figures, count, width):
     return f"{name:<{width}}  " + "  ".join(f"{k} {v:6.2f}" for k, v in figures.items()) + f"  ({count} seqs)"
 
 
-def write_atomic(path, write):
-    """Write a file through `write(tmp_path)` then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path, text):
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def write_csv(path, rows):
     rows = list(rows)
     if not rows:
@@ -374,7 +361,7 @@ def write_csv(path, rows):
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    write_text_atomic(path, buf.getvalue())
+    data.write_text_atomic(path, buf.getvalue())
 
 
 def plot_curves(path, x, curves, labels, xlabel, ylabel, title):
@@ -389,7 +376,7 @@ def plot_curves(path, x, curves, labels, xlabel, ylabel, title):
     ax.grid(True, alpha=0.4)
     ax.legend(loc='lower left' if 'Success' in title else 'lower right', fontsize=9)
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))
+    data.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))
     plt.close(fig)
 
 
@@ -464,7 +451,7 @@ def score(folders, sequences, dataset, split=None, report=None, skip_missing=Fal
 
 def write_report(report, trackers, sequences, dataset, got10k, attributes):
     summary = [{'name': t['name'], 'sequences': len(t['names']), **t['figures']} for t in trackers]
-    write_text_atomic(report / 'scores.json', json.dumps(summary, indent=1))
+    data.write_text_atomic(report / 'scores.json', json.dumps(summary, indent=1))
     write_csv(report / 'per_sequence.csv',
               (row for t in trackers for row in per_sequence_rows(t['name'], {n: t['records'][n] for n in t['names']}, got10k)))
     if got10k:
@@ -489,22 +476,17 @@ def print_table(results, as_json=False):
 # Server files: GOT-10k test and TrackingNet test are scored by the benchmarks' servers
 
 
-def box_lines(boxes, digits=2):
-    """Comma-separated x,y,w,h, one line per frame (pytracking's and both servers' format)."""
-    return ''.join(','.join(f"{v:.{digits}f}" for v in box) + '\n' for box in boxes)
-
-
 def got10k_files(name, boxes, times):
     """GOT-10k test (the got10k toolkit's layout): one folder per sequence at the zip's root, holding
     `<seq>_001.txt` (repetition 1; frame 0 included) and `<seq>_time.txt` (seconds per frame, one per
     line; the server's fps skips zeros)."""
-    return {f"{name}/{name}_001.txt": box_lines(boxes, 3),
+    return {f"{name}/{name}_001.txt": data.box_lines(boxes, 3),
             f"{name}/{name}_time.txt": ''.join(f"{t:.8f}\n" for t in times)}
 
 
 def trackingnet_files(name, boxes, times):
     """TrackingNet test: a flat zip, `<seq>.txt` at the root, no folders."""
-    return {f"{name}.txt": box_lines(boxes, 4)}
+    return {f"{name}.txt": data.box_lines(boxes, 4)}
 
 
 SERVER_LAYOUTS = {'got10k_test': got10k_files, 'trackingnet': trackingnet_files}
@@ -535,7 +517,7 @@ def pack(dataset, results, names):
                 boxes = read_results(path)
                 for arcname, text in SERVER_LAYOUTS[dataset](name, boxes, read_times(path, len(boxes))).items():
                     z.writestr(arcname, text)
-    write_atomic(out, write)
+    data.write_atomic(out, write)
     return out
 
 
@@ -562,8 +544,8 @@ def track_sequence(tracker, seq):
 def write_sequence_result(out, name, boxes, times):
     """`<seq>_time.txt` first, then `<seq>.txt` (both atomic): the box file marks a finished sequence."""
     out = Path(out)
-    write_text_atomic(out / f"{name}_time.txt", ''.join(f"{t:.6f}\n" for t in times))
-    write_text_atomic(out / f"{name}.txt", box_lines(boxes))
+    data.write_text_atomic(out / f"{name}_time.txt", ''.join(f"{t:.6f}\n" for t in times))
+    data.write_text_atomic(out / f"{name}.txt", data.box_lines(boxes))
 
 
 def is_finished(out, seq):

@@ -25,8 +25,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import lorat
-from data import (box_from_crop, box_to_crop, crop_image, crop_window, image_mean, normalize,
-                  open_dataset, synthetic_clip, write_mp4)
+from data import (box_from_crop, box_lines, box_to_crop, crop_image, crop_window, image_mean, normalize,
+                  open_dataset, synthetic_clip, write_mp4, write_text_atomic)
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
 MIN_SIZE = 10  # px: a box clipped to a sliver at the image border still gets a usable search crop
@@ -324,13 +324,6 @@ def track(tracker, frames, out_path, init=None, fps=30, show=False, progress=Tru
     return np.array(boxes), np.array(scores), time.perf_counter() - start
 
 
-def write_boxes(path, boxes):
-    """pytracking's result format: one `x,y,w,h` line per frame; atomic."""
-    with open(f"{path}.tmp", 'w') as f:
-        f.writelines(f"{x:.2f},{y:.2f},{w:.2f},{h:.2f}\n" for x, y, w, h in boxes)
-    os.replace(f"{path}.tmp", path)
-
-
 # -----------------------------------------------------------------------------
 # The demo, the benchmark and the command line
 
@@ -364,7 +357,7 @@ def demo(args):
     print(f"demo: {weights} on {video} ({len(clip)} frames)")
     boxes, scores, seconds = track(tracker, Frames(video), out, init=clip.boxes[0], fps=30, show=args.show)
     if args.boxes:
-        write_boxes(args.boxes, boxes)
+        write_text_atomic(args.boxes, box_lines(boxes))  # pytracking's result format
     import evaluate  # the benchmark's own metric, pytracking's rules
     curves = evaluate.sequence_curves(np.asarray(boxes), clip.boxes, clip.visible, 'synthetic')
     score = evaluate.curve_scores([curves])
@@ -466,7 +459,7 @@ def main(argv=None):
     fps = frames.fps or Fraction(args.fps).limit_denominator(1001)
     boxes, scores, seconds = track(tracker, frames, out, init, fps, args.show)
     if args.boxes:
-        write_boxes(args.boxes, boxes)
+        write_text_atomic(args.boxes, box_lines(boxes))  # pytracking's result format
         print(f"boxes: {args.boxes}")
     print(f"{len(boxes)} frames, {len(boxes) / seconds:.1f} fps end to end "
           f"({tracker.cfg.size}-{tracker.cfg.res}, {args.device}, {args.dtype})")

@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import data
 import lorat
 
 # -----------------------------------------------------------------------------
@@ -185,7 +186,6 @@ def grad_norm(params):
 
 
 def open_datasets(args, split):
-    import data
     names = [n.strip() for n in args.data.split(',')]
     root = args.data_root or os.environ.get('LORAT_DATA')  # data.py names both when a root is missing
     weights = [float(w) for w in args.data_weights.split(',')] if args.data_weights else [1.0] * len(names)
@@ -199,7 +199,6 @@ def open_datasets(args, split):
 def open_validation(args):
     """The held-out sequences: the synthetic world's val clips, or GOT-10k's val (its VOT-excluded val part
     inside LoRAT's mix); the other training sets have no validation split."""
-    import data
     names = [n.strip() for n in args.data.split(',')]
     if names == ['synthetic']:
         return data.open_dataset('synthetic', split='val')
@@ -210,7 +209,6 @@ def open_validation(args):
 
 
 def pairs(datasets, weights, cfg, samples, seed, augment):
-    import data
     return data.TrainingPairs(datasets, weights, template_size=cfg.template_size, search_size=cfg.search_size,
                               search_factor=cfg.search_factor, samples_per_epoch=samples, seed=seed, augment=augment)
 
@@ -279,25 +277,18 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state['cuda'])
 
 
-def atomic_save(obj, path):
-    torch.save(obj, path + '.tmp')
-    os.replace(path + '.tmp', path)  # a kill mid-write leaves the previous file intact
-
-
 def save_checkpoint(run_dir, model, optimizer, step, args, rngs):
     ckpt = dict(config=asdict(model.cfg), model=lorat.trainable_state_dict(model), optimizer=optimizer.state_dict(),
                 step=step, rng=rngs, args=vars(args), weights=args.weights)
-    atomic_save(ckpt, os.path.join(run_dir, 'ckpt.pt'))
-    with open(os.path.join(os.path.dirname(run_dir), 'latest.tmp'), 'w') as f:
-        f.write(os.path.basename(run_dir) + '\n')
-    os.replace(os.path.join(os.path.dirname(run_dir), 'latest.tmp'), os.path.join(os.path.dirname(run_dir), 'latest'))
+    data.write_atomic(os.path.join(run_dir, 'ckpt.pt'), lambda tmp: torch.save(ckpt, tmp))
+    data.write_text_atomic(os.path.join(os.path.dirname(run_dir), 'latest'), os.path.basename(run_dir) + '\n')
 
 
 def export(run_dir, model):
     """The merged inference checkpoint: LoRA folded into the weights, every tensor, no optimizer."""
     merged = copy.deepcopy(model).float().merge()
     path = os.path.join(run_dir, 'export.pt')
-    atomic_save(dict(config=asdict(merged.cfg), model=merged.state_dict(), merged=True), path)
+    data.write_atomic(path, lambda tmp: torch.save(dict(config=asdict(merged.cfg), model=merged.state_dict(), merged=True), tmp))
     return path
 
 

@@ -1,7 +1,6 @@
 """train.py on the CPU, tiny: size T, a few steps of small batches on the synthetic world."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
