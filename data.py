@@ -1,13 +1,17 @@
-"""Data for LoRAT: benchmark readers, a synthetic tracking world, and the training-pair sampler.
+"""Data for LoRAT: benchmark readers, a synthetic tracking world made of real photographs, and the
+training-pair sampler.
 
 Everything that gets a frame and its box from disk (or from nothing) into a training batch or an
 evaluation loop:
 
     open_dataset('lasot', '/data', split='test')   -> list of Sequence (boxes x,y,w,h + visibility;
                                                        frames are read only when asked for)
+    sequence_curves / curve_scores                 -> a result against the ground truth, pytracking's
+                                                       OPE rules (evaluate.py, track.py's demo)
     crop_window / jitter_window / crop_image       -> the ONE SiamFC-style crop, used by training,
     box_to_crop / box_from_crop                        tracking and evaluation alike
-    synthetic_clip(seed)                            -> a rendered tracking clip (the default dataset)
+    synthetic_clip(seed)                            -> a clip of objects cut from real photographs moving
+                                                       over another photograph (the default dataset)
     TrainingPairs(datasets, weights, ...)           -> the LoRAT sampler: (template, search) pairs
 
     python data.py --benchmark          # samples/s of the training pipeline, 0/1/2 loader workers
@@ -39,7 +43,8 @@ SPLITS = Path(__file__).resolve().parent / 'splits'
 DATASETS = {'lasot': 'LaSOT', 'lasot_ext': 'LaSOT_ext', 'got10k': 'GOT-10k', 'trackingnet': 'TrackingNet',
             'coco': 'COCO', 'tnl2k': 'TNL2K', 'otb': 'OTB100', 'custom': None, 'synthetic': None}
 ALIASES = {'got10k_val': ('got10k', 'val'), 'got10k_test': ('got10k', 'test'),
-           'got10k_vot_train': ('got10k', 'vot_train'), 'lasot_test': ('lasot', 'test')}
+           'got10k_vot_train': ('got10k', 'vot_train'), 'lasot_test': ('lasot', 'test'),
+           'synthetic_stills': ('synthetic', 'stills')}
 
 
 def planar(img):
@@ -197,26 +202,66 @@ def got10k_sequence(folder, dataset='got10k'):
     return Sequence(folder.name, boxes, visible, lambda i: str(folder / f"{i + 1:08d}.jpg"), dataset)
 
 
-def open_lasot(root, split=None, dataset='lasot'):
+class NonePresent(ValueError):
+    """--partial, and not one sequence of the list is there."""
+
+
+def keep_present(names, present, what, source, partial):
+    """The sequences of an official list (`names`) that are `present`. A missing one is an error naming
+    `source` and --partial; with `partial` the missing ones are left out, and it says how many are used."""
+    kept = [n for n in names if n in present]
+    if len(kept) == len(names):
+        return names
+    missing = next(n for n in names if n not in present)
+    if not partial:
+        raise ValueError(f"{source}: {len(names) - len(kept)} of the {len(names)} {what} are missing (first: {missing}): "
+                         f"pass --partial to use the {len(kept)} present")
+    if not kept:
+        raise NonePresent(f"{source}: none of the {len(names)} {what} is present, even with --partial")
+    print(f"--partial: using {len(kept)} of the {len(names)} {what} ({source})", file=sys.stderr)
+    return kept
+
+
+def read_each(read, folders, what, partial):
+    """read(folder) for every sequence folder. An unreadable one is an error naming its file and
+    --partial; with `partial` it is left out, and it says how many are used."""
+    seqs, bad = [], None
+    for folder in folders:
+        try:
+            seqs.append(read(folder))
+        except (ValueError, OSError) as e:
+            if not partial:
+                raise ValueError(f"{e} (pass --partial to leave out the sequences that cannot be read)") from None
+            bad = bad or e
+    if folders and not seqs:
+        raise NonePresent(f"none of the {len(folders)} {what} can be read, even with --partial (first: {bad})")
+    if bad is not None:
+        print(f"--partial: using {len(seqs)} of the {len(folders)} {what}: left out those that cannot be read "
+              f"(first: {bad})", file=sys.stderr)
+    return seqs
+
+
+def open_lasot(root, split=None, dataset='lasot', partial=False):
     """<root>/<class>/<class>-N/. split 'train' (1120) / 'test' (280) / None (every sequence present),
-    so a root holding only the 280 test sequences works too."""
+    so a root holding only the 280 test sequences works too. `partial`: the split's sequences present."""
     found = {p.parent.name: p.parent for p in sorted(Path(root).glob('*/*/groundtruth.txt'))}
     if split is None:
         names = list(found)
     else:
         if split not in ('train', 'test'):
             raise ValueError(f"{dataset} split must be train or test, not {split!r}")
-        names = read_split(f'lasot_{split}_split.txt')
-        missing = [n for n in names if n not in found]
-        if missing:
-            raise ValueError(f"{root}: {len(missing)} of the {len(names)} LaSOT {split} sequences are missing "
-                             f"(first: {missing[0]}); pass split=None to use the ones present")
-    return [lasot_sequence(found[n], dataset) for n in names]
+        names = keep_present(read_split(f'lasot_{split}_split.txt'), found, f"LaSOT {split} sequences",
+                             f"{root} (splits/lasot_{split}_split.txt)", partial)
+    return read_each(lambda n: lasot_sequence(found[n], dataset), names, f"{dataset} sequences", partial)
 
 
-def open_got10k(root, split='train'):
+GOT10K_TRAIN = 9335  # sequences in GOT-10k's train/list.txt, which the vot_train/vot_val splits index
+
+
+def open_got10k(root, split='train', partial=False):
     """<root>/{train,val,test}/list.txt. 'vot_train' / 'vot_val': the VOT-excluded split of train
-    (0-based indices into train/list.txt), which LoRAT trains on with the other datasets."""
+    (0-based indices into the official train/list.txt), which LoRAT trains on with the other datasets.
+    `partial`: a shorter list.txt or missing sequence folders are allowed; the ones present are used."""
     sub = 'train' if split in ('vot_train', 'vot_val') else split
     if sub not in ('train', 'val', 'test'):
         raise ValueError(f"got10k split must be train, val, test, vot_train or vot_val, not {split!r}")
@@ -225,8 +270,17 @@ def open_got10k(root, split='train'):
         raise ValueError(f"{list_file} not found: is {root} the GOT-10k folder (with train/ val/ test/)?")
     names = list_file.read_text().split()
     if split != sub:
-        names = [names[int(i)] for i in read_split(f'got10k_{split}_split.txt')]
-    return [got10k_sequence(Path(root) / sub / n) for n in names]
+        indices = [int(i) for i in read_split(f'got10k_{split}_split.txt')]
+        if len(names) >= GOT10K_TRAIN:
+            names = [names[i] for i in indices]
+        else:  # the indices point into the full list, whose i-th entry is GOT-10k_Train_{i + 1}
+            names = keep_present([f"GOT-10k_Train_{i + 1:06d}" for i in indices], set(names),
+                                 f"GOT-10k {split} sequences", f"{list_file} ({len(names)} of {GOT10K_TRAIN} lines)", partial)
+    folder = Path(root) / sub
+    present = {n for n in names if (folder / n / 'groundtruth.txt').is_file()}
+    names = keep_present(names, present, f"GOT-10k {split} sequence folders with a groundtruth.txt",
+                         list_file, partial)
+    return read_each(lambda n: got10k_sequence(folder / n), names, f"GOT-10k {split} sequences", partial)
 
 
 def open_trackingnet(root, split='train'):
@@ -329,16 +383,18 @@ def resolve_root(name, root=None, data_root=None):
                      f"or set LORAT_DATA=DIR")
 
 
-def open_dataset(name, root=None, split=None, **options):
+def open_dataset(name, root=None, split=None, partial=False, **options):
     """Name -> list of Sequence (COCO: a list-like of one-frame sequences). `root` is the dataset's
     folder or a data root holding it under its usual name (DATASETS). Synthetic needs no root;
-    `options` go to open_synthetic (num, length, size)."""
+    `options` go to open_synthetic (num, length, size). `partial` (--partial): a LaSOT or GOT-10k
+    split of which only some sequences are present is read, not refused."""
     name, split = ALIASES.get(name, (name, split))
     if name == 'synthetic':
         return open_synthetic(split or 'train', **options)
-    readers = {'lasot': open_lasot, 'lasot_ext': lambda r, s: open_lasot(r, s, 'lasot_ext'),
-               'got10k': open_got10k, 'trackingnet': open_trackingnet, 'tnl2k': open_tnl2k, 'otb': open_otb,
-               'coco': CocoObjects, 'custom': open_custom}
+    readers = {'lasot': lambda r, s: open_lasot(r, s, partial=partial),
+               'lasot_ext': lambda r, s: open_lasot(r, s, 'lasot_ext', partial),
+               'got10k': lambda r, s: open_got10k(r, s, partial), 'trackingnet': open_trackingnet,
+               'tnl2k': open_tnl2k, 'otb': open_otb, 'coco': CocoObjects, 'custom': open_custom}
     if name not in readers:
         raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(list(DATASETS) + list(ALIASES))}")
     if name == 'lasot_ext':
@@ -346,6 +402,123 @@ def open_dataset(name, root=None, split=None, **options):
     if name == 'got10k' and split is None:
         split = 'train'
     return readers[name](resolve_root(name, root), split)
+
+
+# -----------------------------------------------------------------------------
+# Scoring: pytracking's OPE rules (LaSOT, LaSOT_ext, TNL2K, OTB, TrackingNet-style), used by evaluate.py
+# and by track.py's demo
+
+# The overlap thresholds are exactly pytracking's torch.arange(0, 1.05, 0.05) in float64: it yields
+# 0.6500000000000001 and 0.7500000000000001 where 13 * 0.05 gives 0.65 and 0.75, and an IoU sitting
+# exactly on a threshold must fall on the same side as in the reference.
+SUCCESS_THRESHOLDS = torch.arange(0.0, 1.05, 0.05, dtype=torch.float64).numpy()  # 21 values, 0..1
+CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64)  # pixels 0..50; precision is read at 20
+NORM_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0  # 0..0.5; normalized precision at 0.2
+PRECISION_AT = 20  # index into CENTER_THRESHOLDS (20 px) and NORM_THRESHOLDS (0.20)
+OP50, OP75 = 10, 15  # indices of the 0.5 and 0.75 overlap thresholds
+
+# Datasets that get pytracking's LaSOT-only rules: results shorter than the gt are an error, and
+# frames where the target is not visible fail both center errors (elsewhere the normalized one passes).
+# pytracking names the LaSOT extension 'lasot_extension_subset', so it does NOT get these rules.
+LASOT_RULES = ('lasot',)
+
+
+def clean_results(pred, gt, dataset):
+    """A tracker's raw boxes (N, 4) -> boxes (T, 4) aligned with the ground truth, pytracking's rules.
+
+    - NaN anywhere or a negative w/h is an error (a broken result file, not a tracking failure).
+    - A box with zero w or h is replaced by the previous (already cleaned) box, frame 0 excepted.
+    - Length: longer results are truncated; shorter ones are an error on LaSOT and padded with zero
+      boxes (IoU 0, center far off) elsewhere.
+    - Frame 0 is set to the ground truth (the tracker was given it).
+    """
+    pred = np.array(pred, dtype=np.float64).reshape(-1, 4)
+    if np.isnan(pred).any() or (pred[:, 2:] < 0).any():
+        raise ValueError("invalid result: NaN or negative width/height (pytracking refuses such files)")
+    if np.isnan(gt).any():
+        raise ValueError("ground truth has NaN boxes: this split's annotations are withheld "
+                         "(score it on the benchmark's server: `evaluate.py pack`)")
+    for i in range(1, len(pred)):
+        if (pred[i, 2:] == 0).any():
+            pred[i] = pred[i - 1]
+    if len(pred) > len(gt):
+        pred = pred[:len(gt)]
+    elif len(pred) < len(gt):
+        if dataset in LASOT_RULES:
+            raise ValueError(f"result has {len(pred)} boxes for {len(gt)} frames (LaSOT: shorter results "
+                             f"are an error)")
+        pred = np.concatenate([pred, np.zeros((len(gt) - len(pred), 4))])
+    pred[0] = gt[0]
+    return pred
+
+
+def iou_pytracking(pred, gt):
+    """IoU of x,y,w,h boxes with pytracking's +1 pixel convention for the intersection: a box covers
+    pixels x .. x+w-1, so the overlap side is min(x2) - max(x1) + 1; areas stay w*h. (T,4),(T,4)->(T,).
+    (Algebraically the -1 and +1 cancel; they are kept so the floating-point rounding is the reference's.)"""
+    tl = np.maximum(pred[:, :2], gt[:, :2])
+    br = np.minimum(pred[:, :2] + pred[:, 2:] - 1.0, gt[:, :2] + gt[:, 2:] - 1.0)
+    inter = np.clip(br - tl + 1.0, 0, None).prod(1)
+    union = pred[:, 2:].prod(1) + gt[:, 2:].prod(1) - inter
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return inter / union  # 0/0 only on invalid gt frames, which are overwritten
+
+
+def center_error(pred, gt, normalized=False):
+    """Distance of box centers, center = x + 0.5 * (w - 1) (pixel-index convention). Normalized: both
+    centers divided by the gt's w and h first (so the error is in units of the target size). (T,)."""
+    c_pred = pred[:, :2] + 0.5 * (pred[:, 2:] - 1.0)
+    c_gt = gt[:, :2] + 0.5 * (gt[:, 2:] - 1.0)
+    with np.errstate(divide='ignore', invalid='ignore'):  # zero-size gt: inf/NaN, overwritten (invalid)
+        if normalized:
+            c_pred, c_gt = c_pred / gt[:, 2:], c_gt / gt[:, 2:]
+        return np.sqrt(((c_pred - c_gt) ** 2).sum(1))
+
+
+def sequence_errors(pred, gt, visible, dataset):
+    """Per-frame IoU, center error and normalized center error, pytracking's handling of frames:
+
+    - a frame is valid when its gt has w > 0 and h > 0 and the target is visible (where the dataset
+      has visibility flags);
+    - invalid frames: IoU = -1 (fails every threshold), center error = inf (fails), normalized center
+      error = -1 (passes every threshold);
+    - LaSOT only: frames where the target is not visible get normalized center error = inf (fails too).
+    """
+    pred = clean_results(pred, gt, dataset)
+    valid = (gt[:, 2] > 0) & (gt[:, 3] > 0) & visible
+    iou = iou_pytracking(pred, gt)
+    err = center_error(pred, gt)
+    err_norm = center_error(pred, gt, normalized=True)
+    iou[~valid], err[~valid], err_norm[~valid] = -1.0, np.inf, -1.0
+    if dataset in LASOT_RULES:
+        err[~visible], err_norm[~visible] = np.inf, np.inf
+    if np.isnan(iou).any():
+        raise ValueError("NaN in the computed overlaps")
+    return iou, err, err_norm, valid
+
+
+def sequence_curves(pred, gt, visible, dataset):
+    """One sequence's success, precision and normalized-precision curves: the fraction of ALL its
+    frames (invalid ones included, counted as failures above) with IoU strictly greater than each
+    overlap threshold, and with center error <= each distance threshold."""
+    iou, err, err_norm, valid = sequence_errors(pred, gt, visible, dataset)
+    n = len(gt)  # pytracking's default: averaged over the full length, not over valid frames
+    return {'success': (iou[:, None] > SUCCESS_THRESHOLDS[None]).sum(0) / n,  # (21,)
+            'precision': (err[:, None] <= CENTER_THRESHOLDS[None]).sum(0) / n,  # (51,)
+            'norm_precision': (err_norm[:, None] <= NORM_THRESHOLDS[None]).sum(0) / n,  # (51,)
+            'mean_iou': float(iou[valid].mean()) if valid.any() else float('nan')}
+
+
+def curve_scores(curves):
+    """Figures (in %) from one or more sequences' curves; sequences weigh equally.
+    AUC = mean of the success curve over its 21 thresholds (so a perfect tracker gets 20/21 = 95.24:
+    IoU 1 is not > 1); precision at 20 px; normalized precision at 0.2; OP50/OP75 = success at 0.5/0.75."""
+    success = np.mean([c['success'] for c in curves], 0) * 100
+    precision = np.mean([c['precision'] for c in curves], 0) * 100
+    norm_precision = np.mean([c['norm_precision'] for c in curves], 0) * 100
+    return {'AUC': float(success.mean()), 'P': float(precision[PRECISION_AT]),
+            'NP': float(norm_precision[PRECISION_AT]), 'OP50': float(success[OP50]),
+            'OP75': float(success[OP75])}
 
 
 # -----------------------------------------------------------------------------
@@ -442,88 +615,157 @@ def crop_image(image, window, out_size, fill=None):
 
 
 # -----------------------------------------------------------------------------
-# Synthetic world: textured objects, look-alike distractors, occluders, over textured backgrounds
+# Synthetic world: objects cut from real photographs, moving over a panning view of another photograph
 
-SHAPES = ('ellipse', 'box', 'triangle', 'diamond', 'cross', 'ring')
-PATTERNS = ('stripes', 'checker', 'dots', 'rings', 'gradient')
-
-
-def _hsv_to_rgb(h, s, v):
-    """Hue in turns, s, v in [0,1] -> RGB in [0,255] (3,)."""
-    k = (np.array([5, 3, 1]) + h * 6) % 6
-    return 255 * v * (1 - s * np.clip(np.minimum(k, 4 - k), 0, 1))
-
-
-def _shape_mask(shape, u, v):
-    """Inside-test of a shape on coordinates u, v in [-1, 1] across its box (each touches all 4 sides)."""
-    r2 = u * u + v * v
-    return {'ellipse': lambda: r2 <= 1,
-            'box': lambda: u ** 4 + v ** 4 <= 1,
-            'triangle': lambda: np.abs(u) <= (v + 1) / 2,
-            'diamond': lambda: np.abs(u) + np.abs(v) <= 1,
-            'cross': lambda: (np.abs(u) <= .4) | (np.abs(v) <= .4),
-            'ring': lambda: (r2 <= 1) & (r2 >= .3)}[shape]()
+PHOTOS = Path(__file__).resolve().parent / 'photos'
+# The photos (sources and licences: photos/README.md), split once: training clips and stills are made of
+# the 'train' photos only; the held-out clips (val, test, the demo) of the 'held_out' photos only, so a
+# held-out score measures how the tracker does on photographs it has never seen.
+PHOTO_SPLIT = {'train': ('astronaut', 'brick', 'camera', 'china', 'coins', 'grace_hopper', 'gravel',
+                         'hubble_deep_field', 'retina', 'rocket'),
+               'held_out': ('chelsea', 'coffee', 'flower', 'grass')}
+# The target's box (the whole object, every frame): area 0.5 % .. 30 % of the frame, aspect w/h 1:4 .. 4:1.
+# These are the ranges that cover nearly all boxes of LaSOT and GOT-10k (small far-away objects to close-ups,
+# pedestrians to cars); the first frame draws both log-uniformly, so each octave of size and of aspect is as
+# common as any other, and the clip's scale change stays inside them.
+AREA_RANGE = (0.005, 0.30)
+ASPECT_RANGE = (0.25, 4.0)
 
 
-def _pattern(kind, u, v, freq, angle):
-    """Texture in [0, 1] on object coordinates, so it scales and moves with the object."""
-    a = u * math.cos(angle) + v * math.sin(angle)
-    b = -u * math.sin(angle) + v * math.cos(angle)
-    f = freq * math.pi
-    return {'stripes': lambda: np.sin(f * a) > 0,
-            'checker': lambda: np.sin(f * a) * np.sin(f * b) > 0,
-            'dots': lambda: np.cos(f * a) * np.cos(f * b) > .3,
-            'rings': lambda: np.sin(f * np.sqrt(u * u + v * v)) > 0,
-            'gradient': lambda: (a + 1.5) / 3}[kind]().astype(np.float32)
+@lru_cache(maxsize=None)
+def load_photo(name):
+    """One photo of photos/ as PIL RGB (read once per process)."""
+    path = PHOTOS / f"{name}.jpg"
+    if not path.is_file():
+        raise ValueError(f"photo {path} is missing (the synthetic world is cut from the photos in {PHOTOS}): "
+                         f"restore it with `git checkout -- photos/`")
+    with Image.open(path) as im:
+        return im.convert('RGB')
 
 
-class Thing:
-    """One drawn object: a shape with a two-color texture and a trajectory (cx, cy, w, h) per frame."""
-
-    def __init__(self, shape, pattern, colors, freq, angle, track):
-        self.shape, self.pattern, self.freq, self.angle = shape, pattern, freq, angle
-        self.colors = np.asarray(colors, np.float32)  # (2, 3): float32 keeps the drawing in float32
-        self.track = track  # (T, 4) cx, cy, w, h
-
-    def extent(self, t):
-        """The pixel patch [x0, x1) x [y0, y1) that frame t's drawing (with its motion smear) covers."""
-        cx, cy, w, h = self.track[t]
-        vx, vy = np.abs(self.track[t, :2] - self.track[max(t - 1, 0), :2])
-        return (math.floor(cx - w / 2 - vx), math.floor(cy - h / 2 - vy),
-                math.ceil(cx + w / 2 + vx) + 1, math.ceil(cy + h / 2 + vy) + 1)
-
-    def draw(self, t, with_color=True):
-        """Rasterize at frame t over the pixel patch extent(t) -> (x0, y0, alpha (h,w), rgb (h,w,3)),
-        the patch starting at column x0, row y0. alpha > 0 exactly where it is drawn."""
-        x0, y0, x1, y1 = self.extent(t)
-        px, py = np.arange(x0, x1, dtype=np.float32) + 0.5, np.arange(y0, y1, dtype=np.float32) + 0.5
-        return (x0, y0) + self.sample(t, px, py, with_color)
-
-    def sample(self, t, px, py, with_color=True):
-        """The drawing at frame t, motion-blurred along its velocity, at the points px (w,) x py (h,)
-        (image coordinates: pixel centers for a frame, a crop's grid for a crop) -> alpha (h, w), rgb (h, w, 3)."""
-        cx, cy, w, h = self.track[t]
-        vx, vy = self.track[t, :2] - self.track[max(t - 1, 0), :2]  # pixels moved since the last frame
-        n = int(min(max(abs(vx), abs(vy)) // 2, 4)) + 1  # smear over the motion: fast = blurred
-        py = py[:, None]
-        alpha = np.zeros((len(py), len(px)), np.float32)
-        rgb = np.zeros((len(py), len(px), 3), np.float32) if with_color else None
-        for k in range(n):  # n exposures along the last frame's motion
-            s = k / n if n > 1 else 0.0
-            u, v = (px - cx + s * vx) / (w / 2), (py - cy + s * vy) / (h / 2)
-            inside = _shape_mask(self.shape, u, v)
-            alpha += inside / n
-            if with_color:
-                mix = _pattern(self.pattern, u, v, self.freq, self.angle)[..., None]
-                rgb += inside[..., None] * (self.colors[0] + (self.colors[1] - self.colors[0]) * mix) / n
-        return alpha, rgb
+def object_box(rng, W, H):
+    """A target size for a W x H frame: area and aspect log-uniform in AREA_RANGE, ASPECT_RANGE -> (w, h)."""
+    area = math.exp(rng.uniform(*np.log(AREA_RANGE))) * W * H
+    aspect = math.exp(rng.uniform(*np.log(ASPECT_RANGE)))
+    return _fit(math.sqrt(area * aspect), math.sqrt(area / aspect), W, H)
 
 
-def _smooth_walk(rng, n, size, lo, hi, speed):
-    """A random walk with momentum that bounces inside [lo, hi]: (n,) positions."""
+def _fit(w, h, W, H):
+    """(w, h) with its aspect clipped to ASPECT_RANGE, then scaled into the frame (95 % of each side) and
+    into AREA_RANGE."""
+    r = min(max(w / h, ASPECT_RANGE[0]), ASPECT_RANGE[1])
+    w, h = math.sqrt(w * h * r), math.sqrt(w * h / r)
+    k = min(1.0, 0.95 * W / w, 0.95 * H / h, math.sqrt(AREA_RANGE[1] * W * H / (w * h)))
+    k = max(k, math.sqrt(AREA_RANGE[0] * W * H / (w * h)))
+    return w * k, h * k
+
+
+def _silhouette(rng, pw, ph):
+    """An irregular object mask (ph, pw) in [0, 1] with soft edges that touches all four sides: the union
+    of 1-3 superellipses with wobbly outlines (a fruit, a car, a head over a body), drawn on a grid of
+    half the patch's resolution and enlarged bilinearly: a soft edge about 2 patch pixels wide."""
+    n = max(4, max(pw, ph) // 2)  # the grid's long side
+    gw, gh = max(4, round(n * pw / max(pw, ph))), max(4, round(n * ph / max(pw, ph)))
+    v, u = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    u, v = (u + .5) / gw * 2 - 1, (v + .5) / gh * 2 - 1
+    mask = np.zeros((gh, gw), bool)
+    for k in range(rng.choice([1, 1, 2, 3])):
+        cx, cy, rx, ry = (0, 0, 1, 1) if k == 0 else (*rng.uniform(-.5, .5, 2), *rng.uniform(.3, .7, 2))
+        du, dv, p = (u - cx) / rx, (v - cy) / ry, rng.uniform(1.6, 5)
+        theta = np.arctan2(dv, du)
+        r = 0.85 + sum(rng.uniform(0, .12) * np.cos(m * theta + rng.uniform(0, 2 * np.pi)) for m in range(2, 6))
+        mask |= np.abs(du) ** p + np.abs(dv) ** p <= r ** p
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    mask = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]  # tight: the box is the object's
+    im = Image.fromarray(mask.astype(np.uint8) * 255).resize((pw, ph), Image.BILINEAR)
+    return np.asarray(im, np.float32) / 255
+
+
+def _recolor(rng, rgb):
+    """More objects from few photos: keep the colors, permute the channels, or tint a gray version."""
+    kind = rng.choice(3, p=[.5, .25, .25])
+    if kind == 1:
+        return rgb[..., rng.permutation(3)]
+    if kind == 2:
+        return (rgb @ LUMA)[..., None] * rng.uniform(.5, 1.3, 3).astype(np.float32)
+    return rgb
+
+
+def cut_object(rng, photo, pw, ph, source=None, recolor=None):
+    """An object cut from a photo: a patch of aspect pw:ph under an irregular soft mask, shaded by a
+    light from one side -> (PIL RGBA (pw, ph), its source rectangle, its recoloring seed). `source` cuts
+    from a given rectangle (a look-alike), `recolor` repeats a recoloring."""
+    PW, PH = photo.size
+    if source is None:
+        side = rng.uniform(0.12, 0.6) * min(PW, PH)
+        sw, sh = _fit(side * math.sqrt(pw / ph), side * math.sqrt(ph / pw), PW, PH)
+        x, y = rng.uniform(0, PW - sw), rng.uniform(0, PH - sh)
+        source = (x, y, x + sw, y + sh)
+    rgb = np.asarray(photo.resize((pw, ph), Image.BILINEAR, box=source), np.float32)
+    recolor = int(rng.integers(2 ** 31)) if recolor is None else recolor
+    rgb = _recolor(np.random.default_rng(recolor), rgb)
+    v, u = np.mgrid[0:ph, 0:pw].astype(np.float32)
+    light, angle = rng.uniform(0, .4), rng.uniform(0, 2 * np.pi)
+    shade = 1 + light * ((u / pw - .5) * math.cos(angle) + (v / ph - .5) * math.sin(angle))
+    alpha = _silhouette(rng, pw, ph)
+    rgba = np.dstack([np.clip(rgb * shade[..., None], 0, 255), alpha * 255]).astype(np.uint8)
+    return Image.fromarray(rgba, 'RGBA'), source, recolor
+
+
+class Cutout:
+    """One pasted object: an RGBA patch, its box per frame (track (T, 4): cx, cy, w, h in frame pixels)
+    and, sometimes, a soft shadow cast at an offset (fractions of its box) with a strength in [0, 1]."""
+
+    def __init__(self, patch, track, shadow=None):
+        self.patch, self.track = patch, track
+        self.area = np.asarray(patch.getchannel('A'), np.float32).mean() / 255  # mask area / box area
+        self.shadow = None
+        if shadow is not None:
+            dx, dy, strength = shadow
+            blur = patch.getchannel('A').filter(ImageFilter.GaussianBlur(max(patch.size) * .06))
+            self.shadow = (dx, dy, blur.point(lambda a: int(a * strength)))
+
+    def draw(self, img, t, grid, fill=None):
+        """Paste frame t's drawing into img, a PIL image whose pixel (u, v) shows frame point
+        (x0 + u sx, y0 + v sy), grid = (x0, y0, sx, sy); `fill` paints the mask one color (a matte)."""
+        if self.shadow is not None and fill is None:
+            dx, dy, shade = self.shadow
+            w, h = self.track[t, 2:]
+            _paste(img, shade, self.track[t] + [dx * w, dy * h, 0, 0], grid, 0)
+        _paste(img, self.patch, self.track[t], grid, fill)
+
+
+def _paste(img, patch, box, grid, fill=None):
+    """Resample `patch` onto the box (cx, cy, w, h, frame pixels) through the output grid and paste it
+    (an RGBA patch by its alpha; an L patch as the mask of color `fill`). Only the pixels it covers."""
+    cx, cy, w, h = box
+    x0, y0, sx, sy = grid
+    W, H = img.size
+    bx0, by0 = cx - w / 2, cy - h / 2
+    u0, v0 = max(math.floor((bx0 - x0) / sx), 0), max(math.floor((by0 - y0) / sy), 0)
+    u1, v1 = min(math.ceil((bx0 + w - x0) / sx), W), min(math.ceil((by0 + h - y0) / sy), H)
+    if u0 >= u1 or v0 >= v1:
+        return
+    pw, ph = patch.size
+    # output pixel u -> frame x0 + u sx -> patch (x - bx0) pw / w: one affine resample
+    coeffs = (sx * pw / w, 0, (x0 + u0 * sx - bx0) * pw / w, 0, sy * ph / h, (y0 + v0 * sy - by0) * ph / h)
+    part = patch.transform((u1 - u0, v1 - v0), Image.AFFINE, coeffs, Image.BILINEAR)
+    if patch.mode == 'L':
+        img.paste(fill, (u0, v0, u1, v1), part)
+    elif fill is None:
+        img.paste(part, (u0, v0), part)
+    else:
+        img.paste(fill, (u0, v0, u1, v1), part.getchannel('A'))
+
+
+def _smooth_walk(rng, n, lo, hi, speed):
+    """A random walk with momentum that bounces inside [lo, hi], with sudden bursts of speed: (n,)."""
     p, v, out = rng.uniform(lo, hi), rng.normal(0, speed), np.empty(n)
+    bursts = set(rng.integers(0, n, rng.poisson(n / 80))) if n > 1 else set()
     for t in range(n):
         v = 0.9 * v + rng.normal(0, speed * 0.45)
+        if t in bursts:  # fast motion: a kick of several times the usual speed
+            v += rng.choice([-1, 1]) * speed * rng.uniform(4, 10)
         p += v
         if p < lo or p > hi:
             p, v = np.clip(p, lo, hi), -v
@@ -531,59 +773,102 @@ def _smooth_walk(rng, n, size, lo, hi, speed):
     return out
 
 
-def _trajectory(rng, n, W, H, size):
-    """(n, 4) cx, cy, w, h: smooth motion, scale and aspect-ratio change."""
-    t = np.arange(n)
-    scale = size * np.exp(0.3 * np.sin(2 * np.pi * t / rng.uniform(60, 200) + rng.uniform(0, 6)))
-    aspect = np.exp(rng.uniform(-0.5, 0.5) + 0.2 * np.sin(2 * np.pi * t / rng.uniform(50, 150) + rng.uniform(0, 6)))
-    w, h = scale * np.sqrt(aspect), scale / np.sqrt(aspect)
-    m = size * 0.6
-    speed = rng.uniform(0.5, 2.0) * min(W, H) / 240
-    return np.stack([_smooth_walk(rng, n, size, m, W - m, speed), _smooth_walk(rng, n, size, m, H - m, speed),
-                     w, h], 1)
+def _trajectory(rng, n, W, H, w, h):
+    """(n, 4) cx, cy, w, h: smooth motion with bursts, scale change (approach, recede, breathe) and some
+    aspect change, the box kept inside AREA_RANGE and ASPECT_RANGE."""
+    t = np.arange(n) / max(n - 1, 1)
+    scale = np.exp(rng.uniform(0, .3) * np.sin(2 * np.pi * t * rng.uniform(.5, 2) + rng.uniform(0, 6))
+                   + rng.uniform(-.6, .6) * (t - .5))
+    stretch = np.exp(rng.uniform(0, .15) * np.sin(2 * np.pi * t * rng.uniform(.5, 2) + rng.uniform(0, 6)))
+    sizes = np.array([_fit(w * s * r, h * s / r, W, H) for s, r in zip(scale, stretch)])  # (n, 2)
+    speed = math.exp(rng.uniform(math.log(.003), math.log(.03))) * min(W, H)  # px per frame
+    mx, my = 0.3 * sizes[:, 0].max(), 0.3 * sizes[:, 1].max()  # may leave the frame by up to a fifth
+    return np.column_stack([_smooth_walk(rng, n, mx, W - mx, speed), _smooth_walk(rng, n, my, H - my, speed), sizes])
+
+
+def _crossing(rng, n, W, H, w, h, target):
+    """(n, 4): a straight path that passes the target's position at a random frame (a passer-by)."""
+    tc = rng.integers(n)
+    angle, speed = rng.uniform(0, 2 * np.pi), rng.uniform(.005, .03) * min(W, H)
+    t = np.arange(n) - tc
+    near = target[tc, :2] + rng.normal(0, .3, 2) * target[tc, 2:]
+    return np.column_stack([near[0] + t * speed * math.cos(angle), near[1] + t * speed * math.sin(angle),
+                            np.full(n, w), np.full(n, h)])
 
 
 class SyntheticClip(Sequence):
-    """A deterministic synthetic tracking clip: the target, 1-3 look-alike distractors (same shape, other
-    colors or texture), sometimes an occluding bar, excursions out of view, motion blur, illumination
-    change and a panning textured background. Frames are rendered on demand; boxes tightly enclose the
-    visible drawn pixels of the target; it is visible when >= 15 % of it shows."""
+    """A deterministic clip of the photographic world: an object cut from one photo (irregular soft mask,
+    shading, shadow) moving with scale change and bursts of speed over a panning, zooming, slightly
+    rotating view of another photo; look-alikes cut from the same photo as the target; objects of other
+    photos that cross its path, above or below it; sometimes an occluding bar; excursions out of view;
+    flickering light. Frames are rendered on demand, crops straight at crop resolution. Boxes tightly
+    enclose the target's visible pixels (mask >= 0.5); it is visible when >= 15 % of it shows.
 
-    def __init__(self, seed, length=100, size=(320, 240), dataset='synthetic'):
-        self.seed, self.size = seed, tuple(size)
+    `photos` is the photo split it is made of ('train' or 'held_out'); a still is a clip of length 1."""
+
+    def __init__(self, seed, length=100, size=(320, 240), photos='train', dataset='synthetic'):
+        self.seed, self.size, self.length, self.photos = seed, tuple(size), length, photos
         self.name, self.dataset, self.attributes, self.frames = f"synthetic-{seed:07d}", dataset, {}, None
-        self.length = length
+        self._boxes = None
         rng = np.random.default_rng([seed, 1])
         W, H = self.size
-        s = rng.uniform(0.12, 0.26) * min(W, H)
-        shape = SHAPES[rng.integers(len(SHAPES))]
-        hue = rng.uniform()
-        colors = np.stack([_hsv_to_rgb(hue, rng.uniform(.5, 1), rng.uniform(.6, 1)),
-                           _hsv_to_rgb(hue + rng.uniform(.25, .75), rng.uniform(.3, 1), rng.uniform(.3, 1))])
-        pattern = PATTERNS[rng.integers(len(PATTERNS))]
-        freq, angle = rng.uniform(1.5, 4), rng.uniform(0, np.pi)
-        track = _trajectory(rng, length, W, H, s)
+        pool = PHOTO_SPLIT[photos]
+        self.background = pool[rng.integers(len(pool))]
+        self._camera_path(rng, load_photo(self.background).size)
+        # the target, from a photo other than the background's (mostly)
+        name = self.background if rng.uniform() < .2 else pool[rng.integers(len(pool))]
+        self.photo_names = {self.background, name}  # every photo this clip shows
+        w, h = object_box(rng, W, H)
+        track = _trajectory(rng, length, W, H, w, h)
         self._excursion(rng, track, W, H)
-        self.target = Thing(shape, pattern, colors, freq, angle, track)
-        self.below, self.above = [], []  # distractors drawn under / over the target
-        for _ in range(rng.choice([1, 2, 2, 3])):  # look-alikes: same shape and size range
-            if rng.uniform() < 0.5:  # other colors, same texture
-                c = np.stack([_hsv_to_rgb(hue + rng.uniform(.2, .8), rng.uniform(.5, 1), rng.uniform(.6, 1)),
-                              _hsv_to_rgb(rng.uniform(), rng.uniform(.3, 1), rng.uniform(.3, 1))])
-                p = pattern
-            else:  # same colors, other texture
-                c, p = colors, PATTERNS[(PATTERNS.index(pattern) + rng.integers(1, len(PATTERNS))) % len(PATTERNS)]
-            track = _trajectory(rng, length, W, H, s * rng.uniform(.8, 1.2))
-            d = Thing(shape, p, c, rng.uniform(1.5, 4), rng.uniform(0, np.pi), track)
-            (self.above if rng.uniform() < 0.3 else self.below).append(d)
-        if rng.uniform() < 0.4:
-            self.above.append(self._occluder(rng, W, H, s, length))
-        self.light = (rng.uniform(60, 200), rng.uniform(0, 6), rng.uniform(0.1, 0.3), rng.uniform(-0.3, 0.3))
-        self.pan = (rng.uniform(50, 200), rng.uniform(0, 6), rng.uniform(50, 200), rng.uniform(0, 6))
-        # the background: one of 32 textures of this split's bank, a channel permutation, a panning view
-        self.texture, self.channels = (seed // 1_000_000, int(rng.integers(32))), rng.permutation(3)
-        self.view = (int(rng.integers(W // 4 + 1)), int(rng.integers(H // 4 + 1)))  # top-left of the pan range
-        self._boxes = None
+        pw, ph = self._patch_size(track)
+        patch, source, recolor = cut_object(rng, load_photo(name), pw, ph)
+        self.target = Cutout(patch, track, self._shadow(rng))
+        self.below, self.above = [], []
+        for _ in range(rng.choice([0, 1, 1, 2])):  # look-alikes: cut near the target in the same photo
+            s = rng.uniform(.75, 1.3)
+            x0, y0, x1, y1 = source
+            dx, dy = rng.normal(0, .6, 2) * (x1 - x0, y1 - y0)
+            PW, PH = load_photo(name).size
+            dx, dy = np.clip(dx, -x0, PW - x1), np.clip(dy, -y0, PH - y1)
+            lw, lh = _fit(w * s, h * s, W, H)
+            look = _trajectory(rng, length, W, H, lw, lh)
+            patch, _, _ = cut_object(rng, load_photo(name), *self._patch_size(look),
+                                     (x0 + dx, y0 + dy, x1 + dx, y1 + dy), recolor)
+            (self.above if rng.uniform() < .3 else self.below).append(Cutout(patch, look, self._shadow(rng)))
+        for _ in range(rng.choice([0, 1, 2, 3])):  # objects of other photos passing by or crossing the target
+            other = pool[rng.integers(len(pool))]
+            self.photo_names.add(other)
+            pass_by = _crossing(rng, length, W, H, *object_box(rng, W, H), track)
+            patch, _, _ = cut_object(rng, load_photo(other), *self._patch_size(pass_by))
+            (self.above if rng.uniform() < .5 else self.below).append(Cutout(patch, pass_by, self._shadow(rng)))
+        if rng.uniform() < .25:
+            self.above.append(self._occluder(rng, W, H, min(w, h), length, pool))
+        self.light = (rng.uniform(.5, 3), rng.uniform(0, 6), rng.uniform(0, .25))  # cycles per clip, phase, depth
+
+    def _camera_path(self, rng, photo_size):
+        """Frame point X -> photo point C_t + z_t R(a_t) (X - frame center): a pan along a smooth walk, a
+        zoom z_t (photo px per frame px) that breathes by up to 12 %, a rotation of up to 3.5 degrees."""
+        W, H = self.size
+        PW, PH = photo_size
+        n, t = self.length, np.arange(self.length) / max(self.length - 1, 1)
+        z0 = rng.uniform(.45, .8) * min(PW / W, PH / H)  # the frame shows 45-80 % of the photo's tighter side
+        self.zoom = z0 * np.exp(.12 * np.sin(2 * np.pi * t * rng.uniform(.3, 1.5) + rng.uniform(0, 6)))
+        self.angle = rng.uniform(0, .06) * np.sin(2 * np.pi * t * rng.uniform(.3, 1.5) + rng.uniform(0, 6))
+        hx, hy = z0 * math.exp(.12) * (W / 2 + .06 * H / 2), z0 * math.exp(.12) * (H / 2 + .06 * W / 2)
+        speed = rng.uniform(0, .01) * min(W, H) * z0
+        self.center = np.column_stack([_smooth_walk(rng, n, hx, PW - hx, speed), _smooth_walk(rng, n, hy, PH - hy, speed)])
+
+    def _patch_size(self, track):
+        """A patch resolution of about the object's largest drawn size (4..128 px per side)."""
+        w, h = track[:, 2].max(), track[:, 3].max()
+        k = min(1.0, 128 / max(w, h))
+        return max(4, round(w * k)), max(4, round(h * k))
+
+    @staticmethod
+    def _shadow(rng):
+        """Half of the objects cast a soft shadow below and beside them."""
+        return (rng.uniform(-.15, .15), rng.uniform(.05, .2), rng.uniform(.3, .6)) if rng.uniform() < .5 else None
 
     @staticmethod
     def _excursion(rng, track, W, H):
@@ -600,20 +885,20 @@ class SyntheticClip(Sequence):
         beyond = track[t0, 2 + axis] * rng.uniform(0.1, 0.8)  # 0.5 and more: fully out for a while
         track[:, axis] += (limit - track[t0, axis] + (2 * side - 1) * beyond) * bump
 
-    @staticmethod
-    def _occluder(rng, W, H, s, n):
-        """A flat bar that sweeps across the frame once (partial, short occlusions)."""
-        vertical = rng.uniform() < 0.5
-        t = np.arange(n)
-        t0, dur = rng.uniform(0, n * 0.6), rng.uniform(20, 40)
-        thick = s * rng.uniform(0.4, 1.0)
-        along = (W if vertical else H)
-        pos = -thick + (along + 2 * thick) * np.clip((t - t0) / dur, 0, 1)
-        other = (H if vertical else W)
-        track = np.stack([pos, np.full(n, other / 2), np.full(n, thick), np.full(n, other * 1.2)], 1)
+    def _occluder(self, rng, W, H, s, n, pool):
+        """A bar cut from a photo (a pole, a branch) across the frame, still or sweeping slowly."""
+        vertical = rng.uniform() < .5
+        thick, along = s * rng.uniform(.3, 1.0), (W if vertical else H)
+        pos = rng.uniform(0, along) + rng.uniform(-.5, .5) * along * np.arange(n) / max(n, 1)
+        other = (H if vertical else W) * 1.1
+        track = np.column_stack([pos, np.full(n, (H if vertical else W) / 2), np.full(n, thick), np.full(n, other)])
         track = track if vertical else track[:, [1, 0, 3, 2]]
-        color = _hsv_to_rgb(rng.uniform(), rng.uniform(0, .5), rng.uniform(.2, .9))
-        return Thing('box', 'gradient', np.stack([color, color * 0.7]), 1.0, 0.0, track)
+        pw, ph = (8, 96) if vertical else (96, 8)
+        name = pool[rng.integers(len(pool))]
+        self.photo_names.add(name)
+        patch, _, _ = cut_object(rng, load_photo(name), pw, ph)
+        patch.putalpha(255)  # a solid bar
+        return Cutout(patch, track)
 
     def __len__(self):
         return self.length
@@ -629,36 +914,37 @@ class SyntheticClip(Sequence):
         self.boxes
         return self._visible
 
-    def _visible_alpha(self, t):
-        """The target's alpha left visible at frame t (in frame, not covered) over its patch."""
-        W, H = self.size
-        x0, y0, alpha, _ = self.target.draw(t, with_color=False)
-        h, w = alpha.shape
-        cols, rows = np.arange(x0, x0 + w), np.arange(y0, y0 + h)
-        alpha = alpha * ((cols >= 0) & (cols < W))[None] * ((rows >= 0) & (rows < H))[:, None]
-        for thing in self.above:
-            ex0, ey0, ex1, ey1 = thing.extent(t)
-            if ex0 >= x0 + w or ey0 >= y0 + h or ex1 <= x0 or ey1 <= y0:
-                continue  # does not reach the target: skip drawing it
-            xa, ya, xb, yb = max(ex0, x0), max(ey0, y0), min(ex1, x0 + w), min(ey1, y0 + h)  # the overlap only
-            oa, _ = thing.sample(t, np.arange(xa, xb, dtype=np.float32) + 0.5,
-                                 np.arange(ya, yb, dtype=np.float32) + 0.5, with_color=False)
-            alpha[ya - y0:yb - y0, xa - x0:xb - x0] *= 1 - oa
-        return x0, y0, alpha
-
     def _annotate(self):
-        """Boxes = the tight box of the visible drawn pixels; absent frames keep the full object box."""
+        """Box = the tight box of the target's visible mask (>= 0.5) in the matte of its own patch region;
+        frames where less than 15 % of it shows are absent and keep the whole object's box."""
+        W, H = self.size
         boxes, visible = np.zeros((self.length, 4)), np.zeros(self.length, bool)
         for t in range(self.length):
             cx, cy, w, h = self.target.track[t]
-            x0, y0, alpha = self._visible_alpha(t)
-            rows, cols = np.nonzero(alpha.any(1))[0], np.nonzero(alpha.any(0))[0]
-            visible[t] = alpha.sum() >= 0.15 * (math.pi / 4) * w * h and len(rows) > 0
-            if visible[t]:
+            x0, y0 = max(math.floor(cx - w / 2), 0), max(math.floor(cy - h / 2), 0)
+            x1, y1 = min(math.ceil(cx + w / 2), W), min(math.ceil(cy + h / 2), H)
+            boxes[t] = cx - w / 2, cy - h / 2, w, h
+            if x0 >= x1 or y0 >= y1:
+                continue
+            matte = self.matte(t, (x0, y0, x1, y1)) >= 128
+            if matte.sum() >= 0.15 * self.target.area * w * h:
+                rows, cols = np.flatnonzero(matte.any(1)), np.flatnonzero(matte.any(0))
                 boxes[t] = x0 + cols[0], y0 + rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1
-            else:
-                boxes[t] = cx - w / 2, cy - h / 2, w, h
+                visible[t] = True
         return boxes, visible
+
+    def matte(self, i, region=None):
+        """The target's visible mask at frame i over region (x0, y0, x1, y1) of whole frame pixels (default
+        the frame), drawn by the renderer (everything else black): uint8 (h, w), 255 = all target."""
+        x0, y0, x1, y1 = region or (0, 0, *self.size)
+        img = Image.new('L', (x1 - x0, y1 - y0), 0)
+        grid = (x0, y0, 1.0, 1.0)
+        for thing in self.below:
+            thing.draw(img, i, grid, 0)
+        self.target.draw(img, i, grid, 255)
+        for thing in self.above:
+            thing.draw(img, i, grid, 0)
+        return np.asarray(img)
 
     def image(self, i, shrink=1.0):
         return Image.fromarray(self.frame(i)), 1.0
@@ -666,102 +952,97 @@ class SyntheticClip(Sequence):
     def frame(self, i, hide_target=False):
         """Render frame i -> uint8 (H, W, 3)."""
         W, H = self.size
-        return self.render(i, (0, 0, W, H), (W, H), hide_target)
+        return np.asarray(self.render(i, (0, 0, W, H), (W, H), hide_target))
 
     def crops(self, i, windows, sizes):
-        """Crops of frame i rendered straight at crop resolution (no full frame is drawn): the same
-        geometry and mean-color padding as crop_pil on the rendered frame, for a fraction of the work."""
+        """Crops of frame i rendered straight from the photos (no full frame is drawn): each window's part
+        inside the frame at frame resolution, resized into the crop (antialiased when it shrinks); the
+        same geometry and mean-color padding as crop_pil on the rendered frame."""
         W, H = self.size
-        fill = None
-        out = []
+        fill, out = None, []
         for window, size in zip(windows, sizes):
             (u0, v0, u1, v1), box = _inside(window, size, W, H)
-            if u0 >= u1 or v0 >= v1:
-                part = None  # the window misses the frame
-            else:  # at most one sample per frame pixel: a crop that enlarges is rendered small, then resized
-                w, h = min(u1 - u0, math.ceil(box[2] - box[0])), min(v1 - v0, math.ceil(box[3] - box[1]))
-                part = Image.fromarray(self.render(i, box, (w, h))).resize((u1 - u0, v1 - v0), Image.BILINEAR)
+            part = None
+            if u0 < u1 and v0 < v1:
+                w, h = max(1, math.ceil(box[2] - box[0])), max(1, math.ceil(box[3] - box[1]))
+                part = self.render(i, box, (w, h)).resize((u1 - u0, v1 - v0), Image.BILINEAR)
             if (u0, v0, u1, v1) == (0, 0, size, size):
                 out.append(part)
                 continue
             if fill is None:  # the frame's mean color, from an 8x coarser rendering
-                fill = tuple(int(v) for v in self.render(i, (0, 0, W, H), (W // 8, H // 8)).mean((0, 1)).round())
+                small = np.asarray(self.render(i, (0, 0, W, H), (max(W // 8, 1), max(H // 8, 1))), np.float32)
+                fill = tuple(int(v) for v in small.mean((0, 1)).round())
             out.append(_padded(part, (u0, v0), size, fill))
         return out
 
     def render(self, i, box, size, hide_target=False):
-        """Frame i sampled on a size[0] x size[1] grid spanning box (x0, y0, x1, y1, frame pixels, inside
-        the frame): background, distractors below, target, things above, illumination -> uint8 (h, w, 3).
-        Box (0, 0, W, H) at size (W, H) is the frame itself; a crop's box renders only what the crop shows."""
+        """Frame i sampled on a size[0] x size[1] grid spanning box (x0, y0, x1, y1, frame pixels): the
+        photo through the camera, shadows and objects below, the target, objects above, light -> PIL RGB.
+        Box (0, 0, W, H) at size (W, H) is the frame itself; a crop's box renders only what it shows."""
         W, H = self.size
         x0, y0, x1, y1 = box
         w, h = size
-        xs = x0 + (np.arange(w, dtype=np.float32) + 0.5) * np.float32((x1 - x0) / w)  # (w,) sample points
-        ys = y0 + (np.arange(h, dtype=np.float32) + 0.5) * np.float32((y1 - y0) / h)  # (h,)
-        P, p1, P2, p2 = self.pan
-        m = min(W, H) // 8  # pan amplitude
-        ox = self.view[0] + round(m * (1 + math.sin(2 * math.pi * i / P + p1)))
-        oy = self.view[1] + round(m * (1 + math.sin(2 * math.pi * i / P2 + p2)))
-        bg = _texture(*self.texture, W, H).resize(size, Image.BILINEAR, box=(x0 + ox, y0 + oy, x1 + ox, y1 + oy))
-        img = np.asarray(bg)[..., self.channels].astype(np.float32)  # (h, w, 3)
+        grid = (x0, y0, (x1 - x0) / w, (y1 - y0) / h)  # output pixel (u, v) shows frame (x0 + u sx, y0 + v sy)
+        z, a = self.zoom[i], self.angle[i]
+        c, s = z * math.cos(a), z * math.sin(a)
+        ox, oy = x0 - W / 2, y0 - H / 2
+        cx, cy = self.center[i]
+        coeffs = (c * grid[2], -s * grid[3], cx + c * ox - s * oy, s * grid[2], c * grid[3], cy + s * ox + c * oy)
+        img = load_photo(self.background).transform((w, h), Image.AFFINE, coeffs, Image.BILINEAR)
         for thing in self.below + ([] if hide_target else [self.target]) + self.above:
-            ex0, ey0, ex1, ey1 = thing.extent(i)
-            (c0, c1), (r0, r1) = np.searchsorted(xs, (ex0, ex1)), np.searchsorted(ys, (ey0, ey1))
-            if c0 < c1 and r0 < r1:  # only the grid points its patch covers
-                alpha, rgb = thing.sample(i, xs[c0:c1], ys[r0:r1])
-                _composite(img, int(c0), int(r0), alpha, rgb)
-        period, phase, amp, tilt = self.light
-        gain = 1 + amp * math.sin(2 * math.pi * i / period + phase)
-        ramp = gain * (1 + tilt * math.sin(2 * math.pi * i / period / 2) * (xs / W - 0.5))  # (w,)
-        img *= ramp[None, :, None].astype(np.float32)
-        return np.clip(img, 0, 255).astype(np.uint8)
+            thing.draw(img, i, grid)
+        cycles, phase, depth = self.light
+        gain = 1 + depth * math.sin(2 * np.pi * cycles * i / max(self.length, 1) + phase)
+        return img.point([min(255, int(v * gain + .5)) for v in range(256)] * 3) if depth else img
 
 
-def _composite(img, x0, y0, alpha, rgb):
-    """Alpha-blend a patch into img (H, W, 3) float in place, clipped to the frame."""
-    H, W = img.shape[:2]
-    h, w = alpha.shape
-    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, W), min(y0 + h, H)
-    if xa >= xb or ya >= yb:
-        return
-    a = alpha[ya - y0:yb - y0, xa - x0:xb - x0, None]
-    img[ya:yb, xa:xb] = img[ya:yb, xa:xb] * (1 - a) + rgb[ya - y0:yb - y0, xa - x0:xb - x0]
+def synthetic_clip(seed, length=100, size=(320, 240), photos=None):
+    """A clip of the photographic world (a Sequence): deterministic in seed, frames rendered on demand.
+    Made of the held-out photos when the seed is a val or test seed (or photos='held_out')."""
+    return SyntheticClip(seed, length, size, photos or _photos_of(seed))
 
 
-@lru_cache(maxsize=48)
-def _texture(bank, k, W, H):
-    """Background texture k of a bank (one bank per split, so train and test share none): a smooth
-    color field + mid-frequency texture + static clutter blobs, 1.5x the frame per side. PIL RGB."""
-    rng = np.random.default_rng([bank, k, 2])
-    size = (W * 3 // 2, H * 3 // 2)
-    coarse = Image.fromarray(rng.integers(30, 225, (5, 6, 3), dtype=np.uint8)).resize(size, Image.BICUBIC)
-    fine = Image.fromarray(rng.integers(0, 255, (size[1] // 12, size[0] // 12), dtype=np.uint8)).resize(size, Image.BICUBIC)
-    img = np.asarray(coarse, np.float32)
-    img = img + (img.mean(2, keepdims=True) - img) * rng.uniform(0.3, 0.7)  # muted: objects stand out by color
-    img = img + (np.asarray(fine, np.float32)[..., None] - 128) * rng.uniform(0.05, 0.2)
-    for _ in range(rng.integers(3, 8)):  # clutter: textured blobs that are not look-alikes
-        s = rng.uniform(0.05, 0.25) * min(W, H)
-        colors = np.stack([_hsv_to_rgb(rng.uniform(), rng.uniform(0, .7), rng.uniform(.3, .9)) for _ in range(2)])
-        track = np.array([[rng.uniform(0, size[0]), rng.uniform(0, size[1]), s * rng.uniform(.5, 2), s * rng.uniform(.5, 2)]])
-        _composite(img, *Thing(SHAPES[rng.integers(len(SHAPES))], PATTERNS[rng.integers(5)], colors,
-                               rng.uniform(1, 3), rng.uniform(0, 3), track).draw(0))
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+# split -> (first seed, default count, photo split). Seeds are disjoint; so are the photos of training and
+# evaluation. Stills (length-1 clips) are LoRAT's COCO: template and search cut from one image.
+SYNTHETIC_SPLITS = {'train': (0, 1000, 'train'), 'stills': (4_000_000, 100_000, 'train'),
+                    'val': (1_000_000, 20, 'held_out'), 'test': (2_000_000, 20, 'held_out')}
 
 
-def synthetic_clip(seed, length=100, size=(320, 240)):
-    """A synthetic tracking clip (a Sequence): deterministic in seed, frames rendered on demand."""
-    return SyntheticClip(seed, length, size)
-
-
-SYNTHETIC_SPLITS = {'train': (0, 1000), 'val': (1_000_000, 20), 'test': (2_000_000, 20)}
+def _photos_of(seed):
+    return 'held_out' if 1_000_000 <= seed < 3_000_000 else 'train'
 
 
 def open_synthetic(split='train', num=None, length=100, size=(320, 240)):
-    """The synthetic world's splits: disjoint seed ranges (train 0.., val 1e6.., test 2e6..)."""
+    """The synthetic world's splits: disjoint seed ranges and photos (SYNTHETIC_SPLITS)."""
     if split not in SYNTHETIC_SPLITS:
         raise ValueError(f"synthetic split must be one of {', '.join(SYNTHETIC_SPLITS)}, not {split!r}")
-    first, default_num = SYNTHETIC_SPLITS[split]
-    return [SyntheticClip(first + k, length, size) for k in range(num or default_num)]
+    first, default_num, photos = SYNTHETIC_SPLITS[split]
+    length = 1 if split == 'stills' else length
+    return _Clips(first, num or default_num, length, size, photos)
+
+
+class _Clips(_ListLike):
+    """The clips of a split, each built when first asked for (100,000 stills cost nothing until drawn)."""
+
+    def __init__(self, first, num, length, size, photos):
+        self.first, self.num, self.length, self.size, self.photos = first, num, length, size, photos
+        self.cache = {}
+
+    def __len__(self):
+        return self.num
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(self.num))]
+        if not -self.num <= k < self.num:
+            raise IndexError(k)
+        k %= self.num
+        if k in self.cache:
+            return self.cache[k]
+        clip = SyntheticClip(self.first + k, self.length, self.size, self.photos)
+        if self.length > 1:  # a clip keeps its annotation; a still is cheaper to make again than to keep
+            self.cache[k] = clip
+        return clip
 
 
 def write_mp4(path, frames, fps=30):
@@ -949,10 +1230,10 @@ def write_jpeg_benchmark_tree(folder, num=6, length=40, size=(640, 360)):
     return open_dataset('custom', folder)
 
 
-def benchmark(sets, template_size, search_size, factor, samples, workers_list, label):
+def benchmark(sets, weights, template_size, search_size, factor, samples, workers_list, label):
     """Print samples/s of the whole pipeline (sample, decode, crop, augment, normalize) per worker count."""
     for workers in workers_list:
-        pairs = TrainingPairs([sets], [1.0], template_size=template_size, search_size=search_size,
+        pairs = TrainingPairs(sets, weights, template_size=template_size, search_size=search_size,
                               search_factor=factor, samples_per_epoch=samples + 64, seed=0)
         loader = torch.utils.data.DataLoader(pairs, batch_size=32, num_workers=workers)
         batches = iter(loader)
@@ -988,17 +1269,19 @@ def main(argv=None):
     if args.benchmark:
         workers = [int(w) for w in args.workers.split(',')]
         print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; batch 32")
-        synthetic = open_dataset('synthetic', split='train')
+        clips, stills = open_dataset('synthetic', split='train'), open_dataset('synthetic_stills')
         start = time.perf_counter()
-        for clip in synthetic:  # once per process (workers inherit it): not part of the steady state
+        for clip in clips:  # once per process (workers inherit it): not part of the steady state
             clip.boxes
-        print(f"annotating {len(synthetic)} synthetic clips: {time.perf_counter() - start:.1f} s (once)")
+        print(f"making and annotating {len(clips)} synthetic clips: {time.perf_counter() - start:.1f} s (once)")
         for tz, sx in ((56, 112), (112, 224)):
-            benchmark(synthetic, tz, sx, 4.0, args.samples, workers, 'synthetic')
+            benchmark([clips], [1], tz, sx, 4.0, args.samples, workers, 'clips')
+            benchmark([stills], [1], tz, sx, 4.0, args.samples, workers, 'stills')
+            benchmark([clips, stills], [3, 1], tz, sx, 4.0, args.samples, workers, 'mix 3:1')
         with tempfile.TemporaryDirectory() as tmp:
             jpegs = write_jpeg_benchmark_tree(tmp)
             for tz, sx in ((56, 112), (112, 224)):
-                benchmark(jpegs, tz, sx, 4.0, args.samples, workers, 'jpeg 640p')
+                benchmark([jpegs], [1], tz, sx, 4.0, args.samples, workers, 'jpeg 640p')
     if not (args.benchmark or args.write_demo):
         p.print_help()
 

@@ -165,6 +165,60 @@ def test_malformed_line_names_file_and_line(tmp_path):
         data.read_boxes(tmp_path / 'seq' / 'groundtruth.txt')
 
 
+def got10k_train_tree(root, indices, frames=3):
+    """A GOT-10k train/ folder holding only the sequences at these 0-based indices of the official list."""
+    names = [f"GOT-10k_Train_{i + 1:06d}" for i in indices]
+    write(root / 'train' / 'list.txt', '\n'.join(names))
+    for n in names:
+        for k in range(frames):
+            jpeg(root / 'train' / n / f"{k + 1:08d}.jpg")
+        write(root / 'train' / n / 'groundtruth.txt', lines(BOXES[:frames]))
+    return names
+
+
+def test_a_short_got10k_list_is_refused_in_one_line_and_read_with_partial(tmp_path, capsys):
+    root = tmp_path / 'GOT-10k'
+    vot_train = [int(i) for i in data.read_split('got10k_vot_train_split.txt')]
+    names = got10k_train_tree(root, vot_train[:3] + [int(data.read_split('got10k_vot_val_split.txt')[0])])
+    with pytest.raises(ValueError) as e:  # it was an IndexError: the split indexes the full 9335-line list
+        data.open_dataset('got10k', tmp_path, split='vot_train')
+    text = str(e.value)
+    assert str(root / 'train' / 'list.txt') in text and '\n' not in text, text
+    assert '7083 of the 7086 GOT-10k vot_train sequences are missing' in text and 'pass --partial to use the 3 present' in text
+    seqs = data.open_dataset('got10k', tmp_path, split='vot_train', partial=True)
+    assert [s.name for s in seqs] == names[:3] and np.array_equal(seqs[0].boxes, BOXES)
+    assert '--partial: using 3 of the 7086 GOT-10k vot_train sequences' in capsys.readouterr().err
+    (val,) = data.open_dataset('got10k', tmp_path, split='vot_val', partial=True)
+    assert val.name == names[3]
+
+
+def test_missing_or_broken_sequences_name_the_file_and_the_flag(tmp_path, capsys):
+    root = tmp_path / 'GOT-10k'
+    names = got10k_train_tree(root, [0, 1, 2])
+    write(root / 'train' / 'list.txt', '\n'.join(names + ['GOT-10k_Train_000099']))  # listed, not there
+    with pytest.raises(ValueError, match=r'list.txt: 1 of the 4 .* are missing \(first: GOT-10k_Train_000099\): pass --partial'):
+        data.open_dataset('got10k', root, split='train')
+    write(root / 'train' / names[1] / 'groundtruth.txt', '1,2,3\n')  # and one broken
+    seqs = data.open_dataset('got10k', root, split='train', partial=True)
+    assert [s.name for s in seqs] == [names[0], names[2]]
+    err = capsys.readouterr().err
+    assert 'using 3 of the 4 GOT-10k train sequence folders' in err and 'using 2 of the 3 GOT-10k train sequences' in err
+    write(root / 'train' / 'list.txt', '\n'.join(names))
+    with pytest.raises(ValueError, match=r'groundtruth.txt:1: malformed box line .*pass --partial'):
+        data.open_dataset('got10k', root, split='train')
+
+
+def test_a_partial_lasot_is_refused_in_one_line_and_read_with_partial(tmp_path, capsys):
+    names = data.read_split('lasot_test_split.txt')[:2]
+    for n in names:
+        write(tmp_path / 'LaSOT' / n.split('-')[0] / n / 'groundtruth.txt', lines(BOXES))
+    with pytest.raises(ValueError, match=r'lasot_test_split.txt\): 278 of the 280 LaSOT test sequences are missing '
+                                         r'.*: pass --partial to use the 2 present$'):
+        data.open_dataset('lasot', tmp_path, split='test')
+    assert [s.name for s in data.open_dataset('lasot', tmp_path, split='test', partial=True)] == names
+    assert '--partial: using 2 of the 280 LaSOT test sequences' in capsys.readouterr().err
+
+
 def test_missing_root_says_which_flag(monkeypatch, tmp_path):
     monkeypatch.delenv('LORAT_DATA', raising=False)
     with pytest.raises(ValueError, match='--data-root.*LORAT_DATA'):
@@ -335,34 +389,92 @@ def test_synthetic_deterministic_and_splits_disjoint():
     assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.frame(17), b.frame(17))
     assert not np.array_equal(a.frame(17), data.synthetic_clip(12, 40).frame(17))
     seeds = {k: {s.seed for s in data.open_dataset('synthetic', split=k, num=50, length=10)}
-             for k in ('train', 'val', 'test')}
-    assert not (seeds['train'] & seeds['val'] or seeds['train'] & seeds['test'] or seeds['val'] & seeds['test'])
+             for k in ('train', 'stills', 'val', 'test')}
+    for k, other in [('train', 'stills'), ('train', 'val'), ('train', 'test'), ('stills', 'val'),
+                     ('stills', 'test'), ('val', 'test')]:
+        assert not seeds[k] & seeds[other], (k, other)
+    still = data.open_dataset('synthetic_stills')[3]
+    assert len(still) == 1 and still.visible[0]
 
 
-def test_synthetic_boxes_tightly_enclose_the_drawn_target():
-    checked = absent = 0
-    for seed in (2_000_000, 2_000_001, 2_000_002, 5, 6, 7, 8, 9):
-        clip = data.synthetic_clip(seed, 100)
-        for i in range(0, 100, 3):
-            if not clip.visible[i]:
-                absent += 1
-                continue
-            diff = np.abs(clip.frame(i).astype(int) - clip.frame(i, hide_target=True)).max(-1) > 0  # (H, W)
-            ys, xs = np.nonzero(diff)
+def test_photo_split_is_disjoint_and_every_photo_documented():
+    train, held_out = set(data.PHOTO_SPLIT['train']), set(data.PHOTO_SPLIT['held_out'])
+    assert train and held_out and not train & held_out
+    on_disk = {p.stem for p in data.PHOTOS.glob('*.jpg')}
+    assert on_disk == train | held_out  # no photo outside the split, none missing
+    readme = (data.PHOTOS / 'README.md').read_text()
+    assert all(f"{name}.jpg" in readme for name in on_disk)  # source and licence of each
+    for split, photos in [('train', train), ('stills', train), ('val', held_out), ('test', held_out)]:
+        for clip in data.open_dataset('synthetic', split=split, num=60, length=2):
+            assert clip.photo_names <= photos, (split, clip.seed, clip.photo_names - photos)
+    assert data.synthetic_clip(data.SYNTHETIC_SPLITS['test'][0]).photo_names <= held_out  # the demo clip
+
+
+def test_synthetic_boxes_tightly_enclose_the_visible_target():
+    checked = 0
+    for seed in (2_000_000, 2_000_001, 2_000_002, 5, 6, 7, 8, 9, 10, 11):
+        clip = data.synthetic_clip(seed, 60)
+        for i in range(0, 60, 4):
             x, y, w, h = clip.boxes[i]
-            assert xs.min() >= x and ys.min() >= y and xs.max() < x + w and ys.max() < y + h  # inside
-            assert max(xs.min() - x, ys.min() - y, x + w - 1 - xs.max(), y + h - 1 - ys.max()) <= 1  # tight
-            assert 0 <= x and 0 <= y and x + w <= 320 and y + h <= 240
+            matte = clip.matte(i)  # the target's visible mask as the renderer draws it
+            if not clip.visible[i]:
+                assert (matte >= 128).sum() < 0.15 * clip.target.area * clip.target.track[i, 2] * clip.target.track[i, 3]
+                continue
+            ys, xs = np.nonzero(matte >= 128)
+            assert (xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()) == (x, y, w, h)
+            if clip.target.shadow is None:  # the drawn frame agrees: the target changes no pixel off its mask
+                diff = np.abs(clip.frame(i).astype(int) - clip.frame(i, hide_target=True)).max(-1) > 8
+                assert diff.any() and (matte[diff] > 0).all()
             checked += 1
-    assert checked > 200 and absent >= 0
+    assert checked > 80
+
+
+def test_box_sizes_and_aspect_ratios_cover_the_stated_ranges():
+    rng = np.random.default_rng(0)
+    W, H = 320, 240
+    boxes = np.array([data.object_box(rng, W, H) for _ in range(1000)])
+    area, aspect = boxes[:, 0] * boxes[:, 1] / (W * H), boxes[:, 0] / boxes[:, 1]
+    (a0, a1), (r0, r1) = data.AREA_RANGE, data.ASPECT_RANGE
+    assert area.min() >= a0 * 0.999 and area.max() <= a1 * 1.001
+    assert aspect.min() >= r0 * 0.999 and aspect.max() <= r1 * 1.001
+    assert area.min() < 1.5 * a0 and area.max() > 0.6 * a1 and np.median(area) < 0.06  # small objects common
+    assert aspect.min() < 1.3 * r0 and aspect.max() > r1 / 1.3
+    # the whole object box stays in range through a clip's scale change (what the target really is)
+    tracks = np.concatenate([data.synthetic_clip(s, 100).target.track for s in range(30)])
+    area, aspect = tracks[:, 2] * tracks[:, 3] / (W * H), tracks[:, 2] / tracks[:, 3]
+    assert area.min() >= a0 * 0.999 and area.max() <= a1 * 1.001
+    assert aspect.min() >= r0 * 0.999 and aspect.max() <= r1 * 1.001
 
 
 def test_synthetic_world_has_its_difficulties():
     clips = [data.synthetic_clip(s, 100) for s in range(40)]
-    assert any((~c.visible).any() for c in clips)  # occlusion / out of view
-    areas = np.concatenate([c.boxes[c.visible, 2] * c.boxes[c.visible, 3] for c in clips])
-    assert areas.max() / areas.min() > 4  # scale change
-    assert all(len(c.below) + len(c.above) >= 1 for c in clips)  # distractors everywhere
+    assert sum((~c.visible).any() for c in clips) >= 4  # occlusion / out of view
+    assert all(np.ptp(np.log(c.target.track[:, 2] * c.target.track[:, 3])) > 0.05 for c in clips)  # scale change
+    assert sum(len(c.below) + len(c.above) >= 1 for c in clips) >= 30  # distractors in most clips
+    steps = np.concatenate([np.abs(np.diff(c.target.track[:, :2], axis=0)).max(1) / c.target.track[1:, 2:].min(1)
+                            for c in clips])
+    assert steps.max() > 0.3  # fast motion: a third of the object's size in one frame
+    pans = [np.abs(c.center[-1] - c.center[0]).max() for c in clips]
+    assert max(pans) > 10  # the camera moves
+
+
+def test_synthetic_crops_equal_crops_of_the_rendered_frame():
+    clip = data.synthetic_clip(2_000_004, 30)
+    for i, factor, size in [(3, 2.0, 56), (10, 4.0, 112), (20, 6.0, 64)]:
+        window = data.crop_window(clip.boxes[i] + [-40, 30, 0, 0], factor)  # off-center: some padding
+        direct, = clip.crops(i, [window], [size])
+        ref = data.crop_image(clip.frame(i), window, size)
+        assert np.abs(np.asarray(direct, np.float32) - ref).mean() < 6
+
+
+def test_a_missing_photo_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, 'PHOTOS', tmp_path)
+    data.load_photo.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"photo .*\.jpg is missing.*git checkout -- photos/"):
+            data.synthetic_clip(0, 10)
+    finally:
+        data.load_photo.cache_clear()
 
 
 def test_write_mp4_and_got10k_folder_round_trip(tmp_path):
