@@ -18,12 +18,14 @@ the official LoRAT release's for what is trained (`blocks.0.attn.qkv.q.lora.A`, 
     python lorat.py --benchmark             # CPU forward speed against the matmul ceiling
 """
 import argparse
+import hashlib
 import json
 import math
 import os
 import sys
 import time
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -46,6 +48,13 @@ SIZES = {
 RESOLUTIONS = {112: (56, 112, 4.0), 224: (112, 224, 4.0), 378: (196, 378, 5.0)}
 DINOV2_URL = 'https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{s}14/dinov2_vit{s}14_pretrain.pth'
 DINOV2_GRID = 37  # DINOv2 was trained at 518 px: a 37x37 position grid
+# size T has no DINOv2: its backbone (pre-trained on the synthetic world, in DINOv2's layout) ships here
+T_BACKBONE = Path(__file__).resolve().parent / 'weights' / 'lorat-T-backbone.pth'
+# How the shipped file was made (README.md, 'The pretrained T backbone', says how long it took)
+T_BACKBONE_REBUILD = ("restore it with `git checkout -- weights/`, or rebuild it: `python train.py --scratch --epochs 28 "
+                      "--samples-per-epoch 16384 --batch-size 32 --warmup-epochs 1 --augment on --val-samples 512 "
+                      "--name pretrain-T && python lorat.py --export-backbone runs/pretrain-T/export.pt "
+                      "weights/lorat-T-backbone.pth`")
 
 
 @dataclass
@@ -233,8 +242,11 @@ def mark_trainable(model, mode='lora'):
 
 
 def trainable_state_dict(model):
-    """Only the trained tensors: the small checkpoint train.py writes (LoRA, type table, head)."""
+    """Only the trained tensors: the small checkpoint train.py writes (LoRA, type table, head), with the
+    buffers of trained modules (the conv head's BatchNorm statistics), which training changes too."""
     keep = {name for name, p in model.named_parameters() if p.requires_grad}
+    trained = {name.rsplit('.', 1)[0] for name in keep}
+    keep |= {name for name, _ in model.named_buffers() if name.rsplit('.', 1)[0] in trained}
     return {k: v for k, v in model.state_dict().items() if k in keep}
 
 # -----------------------------------------------------------------------------
@@ -607,6 +619,97 @@ def read_state_dict(path_or_url):
     return sd
 
 
+def check_t_backbone(path):
+    """The shipped T backbone is there, readable and of size T; else one line: which file, how to rebuild."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: the shipped T backbone {path} is missing: {T_BACKBONE_REBUILD}")
+    try:
+        sd = torch.load(path, map_location='cpu', weights_only=True)
+        size, depth = size_of_state_dict(sd), sum(k.endswith('ls1.gamma') for k in sd)
+    except Exception as e:
+        raise SystemExit(f"error: the shipped T backbone {path} is damaged ({type(e).__name__}): {T_BACKBONE_REBUILD}") from None
+    if size != 'T' or depth != SIZES['T'][1]:
+        raise SystemExit(f"error: {path} holds a ViT-{size} backbone of depth {depth}, not the shipped size T: {T_BACKBONE_REBUILD}")
+
+
+def default_backbone(size, download=True):
+    """The backbone file of a size when --weights is not given: the shipped one for T; for S/B/L/g the
+    public DINOv2 file in torch hub's cache (`torch.hub.get_dir()/checkpoints/`), downloaded there
+    once (with a progress bar; written to a temporary name and moved, so never half a file).
+    download=False: only its path (another process is downloading it)."""
+    if size == 'T':
+        check_t_backbone(T_BACKBONE)
+        return str(T_BACKBONE)
+    if size not in SIZES:
+        raise SystemExit(f"error: unknown model size {size!r}: choose one of {', '.join(SIZES)}")
+    url = DINOV2_URL.format(s=size.lower())
+    path = Path(torch.hub.get_dir()) / 'checkpoints' / os.path.basename(url)
+    if download and not path.is_file():
+        print(f"downloading the DINOv2 ViT-{size}/14 backbone {url} to {path}", file=sys.stderr, flush=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=True)
+        except Exception as e:  # no network, a proxy, a 404, a full disk: all end here
+            raise SystemExit(f"error: cannot download {url} ({type(e).__name__}): download it yourself "
+                             f"and pass --weights FILE") from None
+    return str(path)
+
+
+def export_backbone(weights, out):
+    """A trained tracker's backbone as a DINOv2 checkpoint (what `load_dinov2` reads, like the public
+    files): patch_embed, pos_embed (1, 1 + n*n, C) with a cls position in front, cls_token and mask_token
+    (zeros: LoRAT never uses them), blocks, norm. No head and no token type table: the tracker that
+    adapts it learns those fresh, as LoRAT does on DINOv2."""
+    model = load_model(weights)  # merged: any LoRA is folded into the weights first
+    sd = {k: v for k, v in model.state_dict().items()
+          if not k.startswith(('head.', 'token_type_embed', 'template_pos_embed'))}
+    C = model.cfg.dim
+    sd['pos_embed'] = torch.cat([torch.zeros(1, 1, C), sd['pos_embed']], dim=1)  # (1, 1 + n*n, C)
+    sd['cls_token'], sd['mask_token'] = torch.zeros(1, 1, C), torch.zeros(1, C)
+    sd = {k: v.float().contiguous() for k, v in sorted(sd.items())}
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = f"{out}.tmp"
+    torch.save(sd, tmp)
+    os.replace(tmp, out)
+    return out, file_sha256(out)
+
+
+def file_sha256(path):
+    """The sha256 of a file, read in 16 MiB pieces: what a checkpoint and a result folder record."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 24), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_device(device, local_rank=None):
+    """'cpu', 'cuda' or 'cuda:N' checked against what is visible -> a torch device string; anything
+    else is one line. Under torchrun (`local_rank` given) 'cuda' is the rank's own GPU, cuda:LOCAL_RANK."""
+    device = str(device)
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise SystemExit(f"error: --device {device}: not a device: use cpu, cuda or cuda:N") from None
+    if kind not in ('cpu', 'cuda'):
+        raise SystemExit(f"error: --device {device}: this program runs on cpu or cuda (cuda:N)")
+    if kind == 'cpu':
+        return 'cpu'
+    if not torch.cuda.is_available():
+        raise SystemExit(f"error: --device {device}, but no CUDA GPU is visible: use --device cpu")
+    count, index = torch.cuda.device_count(), torch.device(device).index
+    if local_rank is not None:
+        if index is not None:
+            raise SystemExit(f"error: --device {device} under torchrun: each rank takes the GPU of its LOCAL_RANK; "
+                             f"pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
+        index = local_rank
+    index = 0 if index is None else index
+    if index >= count:
+        raise SystemExit(f"error: --device cuda:{index}, but only {count} CUDA GPU(s) are visible"
+                         + (" (torchrun started more ranks per node than there are GPUs)" if local_rank is not None else ""))
+    return f'cuda:{index}'
+
+
 def size_of_state_dict(sd):
     """Guess the size (B, L, ...) of a DINOv2 or LoRAT state dict from its width."""
     for key in ('patch_embed.proj.weight', 'token_type_embed', 'norm.weight'):
@@ -691,9 +794,17 @@ def load_model(path, backbone=None, device='cpu', res=None):
         return load_official_lorat(path, backbone, res, device)
     model = build_model_from_config(sd['config'])
     if 'patch_embed.proj.weight' not in sd['model']:  # LoRA checkpoint: the frozen backbone is elsewhere
-        weights = backbone or sd.get('weights')
+        weights, expected = str(backbone or sd.get('weights') or ''), sd.get('weights_sha256')
         if not weights:
             raise SystemExit(f"error: {path} holds only LoRA weights and names no DINOv2 backbone: pass --backbone")
+        local = not weights.startswith(('http://', 'https://'))
+        if local and not os.path.isfile(weights):
+            raise SystemExit(f"error: {path} holds only LoRA weights and its backbone {weights} is not there: "
+                             f"pass --backbone FILE" + (f" (the file with sha256 {expected[:16]}...)" if expected else ''))
+        found = file_sha256(weights) if local and expected else expected
+        if found != expected:
+            raise SystemExit(f"error: {weights} is not the backbone {path} was trained on (sha256 "
+                             f"{found[:16]}... vs {expected[:16]}...): pass that one with --backbone")
         load_dinov2(model, weights)
     missing = set(trainable_state_dict(model)) - set(sd['model'])
     if missing:
@@ -799,10 +910,16 @@ def main():
     parser.add_argument('--json', action='store_true', help="a JSON list, one object per variant")
     parser.add_argument('--benchmark', action='store_true', help="CPU forward speed, fp32 and bf16")
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--export-backbone', nargs=2, metavar=('WEIGHTS', 'OUT'),
+                        help="write a trained tracker's backbone as a DINOv2-layout checkpoint (how "
+                             "weights/lorat-T-backbone.pth is made) and print its sha256")
     args = parser.parse_args()
     try:
         if args.benchmark:
             return benchmark(args.size, args.res, args.threads)
+        if args.export_backbone:
+            out, sha = export_backbone(*args.export_backbone)
+            return print(f"backbone: {out}\nsha256: {sha}")
         variants = [(s, r) for s in 'BLg' for r in (224, 378)] if args.all else [(args.size, args.res)]
         cards = [model_card(s, r) for s, r in variants]
     except ValueError as e:

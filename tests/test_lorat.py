@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 from dataclasses import asdict
 
 import pytest
@@ -442,3 +443,100 @@ def test_model_card_json_matches_the_paper_within_two_percent():
 def test_cli_rejects_unknown_resolution():
     out = subprocess.run([sys.executable, 'lorat.py', '--size', 'B', '--res', '300'], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode != 0 and 'unknown resolution 300' in out.stderr and 'Traceback' not in out.stderr
+
+
+# -----------------------------------------------------------------------------
+# The shipped pretrained T backbone (weights/lorat-T-backbone.pth): DINOv2's layout, DINOv2's loader
+
+
+def test_shipped_t_backbone_loads_strictly_through_load_dinov2():
+    sd = torch.load(lorat.T_BACKBONE, map_location='cpu', weights_only=True)
+    assert not any(k.startswith(('head.', 'token_type_embed')) or '.lora.' in k for k in sd)  # backbone only
+    assert {'cls_token', 'mask_token', 'patch_embed.proj.weight', 'norm.weight', 'blocks.3.ls2.gamma'} <= set(sd)
+    n = math.isqrt(sd['pos_embed'].shape[1] - 1)
+    assert sd['pos_embed'].shape == (1, 1 + n * n, 128)  # a square grid behind a cls position, as DINOv2's
+    for res in (112, 224):  # its own resolution, and a resized grid
+        model = lorat.build_model('T', res, lora_rank=16)
+        lorat.load_dinov2(model, lorat.default_backbone('T'))  # every backbone tensor consumed, none left over
+        ours = model.state_dict()
+        torch.testing.assert_close(ours['blocks.2.mlp.fc2.weight'], sd['blocks.2.mlp.fc2.weight'])
+        torch.testing.assert_close(ours['pos_embed'], lorat.resize_pos_embed(sd['pos_embed'][:, 1:], model.cfg.search_grid))
+
+
+def test_shipped_t_backbone_hash_is_the_one_in_the_readme():
+    readme = open(os.path.join(ROOT, 'README.md')).read()
+    section = readme[readme.index('## The pretrained T backbone'):]
+    stated = section.split('sha256', 1)[1].split('`')[1]
+    assert stated == lorat.file_sha256(lorat.T_BACKBONE)
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda path: None, r'shipped T backbone .*missing'),
+    (lambda path: open(path, 'wb').write(b'PK\x03\x04 half a zip file'), r'shipped T backbone .*damaged'),
+    (lambda path: torch.save({'patch_embed.proj.weight': torch.zeros(384, 3, 14, 14), 'blocks.0.ls1.gamma': torch.ones(384)},
+                             path), r'holds a ViT-S backbone'),  # the keys that tell a size, of ViT-S/14
+])
+def test_missing_damaged_or_wrong_size_t_backbone_is_one_line_with_the_fix(tmp_path, monkeypatch, make, message):
+    path = tmp_path / 'lorat-T-backbone.pth'
+    make(path)
+    monkeypatch.setattr(lorat, 'T_BACKBONE', path)
+    with pytest.raises(SystemExit, match=message) as e:
+        lorat.default_backbone('T')
+    text = str(e.value)
+    assert '\n' not in text and str(path) in text and '--export-backbone' in text and 'git checkout -- weights/' in text
+
+
+# ----------------------------------------------------------------------------- default backbones, devices
+
+def test_default_backbone_comes_from_the_hub_cache_or_is_downloaded_there(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    cached = tmp_path / 'hub' / 'checkpoints' / 'dinov2_vitb14_pretrain.pth'
+    fetched = []
+
+    def download(url, dst, progress):
+        fetched.append((url, dst, progress))
+        Path(dst).write_bytes(b'weights')
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', download)
+    assert lorat.default_backbone('B') == str(cached) and cached.read_bytes() == b'weights'
+    assert fetched == [(lorat.DINOV2_URL.format(s='b'), str(cached), True)]
+    assert lorat.default_backbone('B') == str(cached) and len(fetched) == 1  # present: no second download
+
+    def offline(url, dst, progress):
+        raise OSError('Name or service not known')
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
+    with pytest.raises(SystemExit) as e:
+        lorat.default_backbone('L')
+    text = str(e.value.code)
+    assert text.startswith(f"error: cannot download {lorat.DINOV2_URL.format(s='l')}") and '--weights' in text
+    assert '\n' not in text
+
+
+def test_default_backbone_of_T_is_the_shipped_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(lorat, 'T_BACKBONE', tmp_path / 'weights' / 'lorat-T-backbone.pth')
+    with pytest.raises(SystemExit) as e:
+        lorat.default_backbone('T')
+    text = str(e.value.code)
+    assert text.startswith('error: ') and f"{tmp_path / 'weights' / 'lorat-T-backbone.pth'} is missing" in text
+    assert text.endswith(lorat.T_BACKBONE_REBUILD) and '\n' not in text
+    (tmp_path / 'weights').mkdir()
+    torch.save(dinov2_state_dict(), tmp_path / 'weights' / 'lorat-T-backbone.pth')
+    assert lorat.default_backbone('T') == str(tmp_path / 'weights' / 'lorat-T-backbone.pth')
+
+
+def test_devices_are_checked_in_one_line_and_torchrun_ranks_get_their_own_gpu(monkeypatch):
+    assert lorat.resolve_device('cpu') == 'cpu'
+    with pytest.raises(SystemExit, match=r'^error: --device gpu: not a device'):
+        lorat.resolve_device('gpu')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit, match=r'^error: --device cuda:0, but no CUDA GPU is visible: use --device cpu$'):
+        lorat.resolve_device('cuda:0')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # a node with two GPUs, as the code sees it
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
+    assert lorat.resolve_device('cuda') == 'cuda:0' and lorat.resolve_device('cuda:1') == 'cuda:1'
+    assert lorat.resolve_device('cuda', local_rank=1) == 'cuda:1'
+    with pytest.raises(SystemExit, match='each rank takes the GPU of its LOCAL_RANK'):
+        lorat.resolve_device('cuda:1', local_rank=0)
+    with pytest.raises(SystemExit, match=r'only 2 CUDA GPU\(s\) are visible \(torchrun started more ranks'):
+        lorat.resolve_device('cuda', local_rank=2)
+    with pytest.raises(SystemExit, match=r'--device cuda:5, but only 2'):
+        lorat.resolve_device('cuda:5')
