@@ -14,6 +14,8 @@ rules of the official got10k toolkit. Every rule is written down where it is app
 
 `run` tracks every sequence with track.py's Tracker in worker processes (one per GPU round-robin,
 or CPU), skips sequences that already have a result (so a killed run resumes), then scores or packs.
+Its result folder records the weights that made it (model.json: path and sha256) and refuses another
+model's (--retrack replaces them); by default it is results/<model>-<sha256[:8]>_<dataset>.
 `efficiency` prints the paper's inference-efficiency table for this implementation.
 """
 import argparse
@@ -31,122 +33,10 @@ import numpy as np
 import torch
 
 import data
-
-# -----------------------------------------------------------------------------
-# OPE metrics: pytracking's analysis rules (LaSOT, LaSOT_ext, TNL2K, OTB, TrackingNet-style)
-
-# The overlap thresholds are exactly pytracking's torch.arange(0, 1.05, 0.05) in float64: it yields
-# 0.6500000000000001 and 0.7500000000000001 where 13 * 0.05 gives 0.65 and 0.75, and an IoU sitting
-# exactly on a threshold must fall on the same side as in the reference.
-SUCCESS_THRESHOLDS = torch.arange(0.0, 1.05, 0.05, dtype=torch.float64).numpy()  # 21 values, 0..1
-CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64)  # pixels 0..50; precision is read at 20
-NORM_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0  # 0..0.5; normalized precision at 0.2
-PRECISION_AT = 20  # index into CENTER_THRESHOLDS (20 px) and NORM_THRESHOLDS (0.20)
-OP50, OP75 = 10, 15  # indices of the 0.5 and 0.75 overlap thresholds
-
-# Datasets that get pytracking's LaSOT-only rules: results shorter than the gt are an error, and
-# frames where the target is not visible fail both center errors (elsewhere the normalized one passes).
-# pytracking names the LaSOT extension 'lasot_extension_subset', so it does NOT get these rules.
-LASOT_RULES = ('lasot',)
-
-
-def clean_results(pred, gt, dataset):
-    """A tracker's raw boxes (N, 4) -> boxes (T, 4) aligned with the ground truth, pytracking's rules.
-
-    - NaN anywhere or a negative w/h is an error (a broken result file, not a tracking failure).
-    - A box with zero w or h is replaced by the previous (already cleaned) box, frame 0 excepted.
-    - Length: longer results are truncated; shorter ones are an error on LaSOT and padded with zero
-      boxes (IoU 0, center far off) elsewhere.
-    - Frame 0 is set to the ground truth (the tracker was given it).
-    """
-    pred = np.array(pred, dtype=np.float64).reshape(-1, 4)
-    if np.isnan(pred).any() or (pred[:, 2:] < 0).any():
-        raise ValueError("invalid result: NaN or negative width/height (pytracking refuses such files)")
-    if np.isnan(gt).any():
-        raise ValueError("ground truth has NaN boxes: this split's annotations are withheld "
-                         "(score it on the benchmark's server: `evaluate.py pack`)")
-    for i in range(1, len(pred)):
-        if (pred[i, 2:] == 0).any():
-            pred[i] = pred[i - 1]
-    if len(pred) > len(gt):
-        pred = pred[:len(gt)]
-    elif len(pred) < len(gt):
-        if dataset in LASOT_RULES:
-            raise ValueError(f"result has {len(pred)} boxes for {len(gt)} frames (LaSOT: shorter results "
-                             f"are an error)")
-        pred = np.concatenate([pred, np.zeros((len(gt) - len(pred), 4))])
-    pred[0] = gt[0]
-    return pred
-
-
-def iou_pytracking(pred, gt):
-    """IoU of x,y,w,h boxes with pytracking's +1 pixel convention for the intersection: a box covers
-    pixels x .. x+w-1, so the overlap side is min(x2) - max(x1) + 1; areas stay w*h. (T,4),(T,4)->(T,).
-    (Algebraically the -1 and +1 cancel; they are kept so the floating-point rounding is the reference's.)"""
-    tl = np.maximum(pred[:, :2], gt[:, :2])
-    br = np.minimum(pred[:, :2] + pred[:, 2:] - 1.0, gt[:, :2] + gt[:, 2:] - 1.0)
-    inter = np.clip(br - tl + 1.0, 0, None).prod(1)
-    union = pred[:, 2:].prod(1) + gt[:, 2:].prod(1) - inter
-    with np.errstate(divide='ignore', invalid='ignore'):
-        return inter / union  # 0/0 only on invalid gt frames, which are overwritten
-
-
-def center_error(pred, gt, normalized=False):
-    """Distance of box centers, center = x + 0.5 * (w - 1) (pixel-index convention). Normalized: both
-    centers divided by the gt's w and h first (so the error is in units of the target size). (T,)."""
-    c_pred = pred[:, :2] + 0.5 * (pred[:, 2:] - 1.0)
-    c_gt = gt[:, :2] + 0.5 * (gt[:, 2:] - 1.0)
-    with np.errstate(divide='ignore', invalid='ignore'):  # zero-size gt: inf/NaN, overwritten (invalid)
-        if normalized:
-            c_pred, c_gt = c_pred / gt[:, 2:], c_gt / gt[:, 2:]
-        return np.sqrt(((c_pred - c_gt) ** 2).sum(1))
-
-
-def sequence_errors(pred, gt, visible, dataset):
-    """Per-frame IoU, center error and normalized center error, pytracking's handling of frames:
-
-    - a frame is valid when its gt has w > 0 and h > 0 and the target is visible (where the dataset
-      has visibility flags);
-    - invalid frames: IoU = -1 (fails every threshold), center error = inf (fails), normalized center
-      error = -1 (passes every threshold);
-    - LaSOT only: frames where the target is not visible get normalized center error = inf (fails too).
-    """
-    pred = clean_results(pred, gt, dataset)
-    valid = (gt[:, 2] > 0) & (gt[:, 3] > 0) & visible
-    iou = iou_pytracking(pred, gt)
-    err = center_error(pred, gt)
-    err_norm = center_error(pred, gt, normalized=True)
-    iou[~valid], err[~valid], err_norm[~valid] = -1.0, np.inf, -1.0
-    if dataset in LASOT_RULES:
-        err[~visible], err_norm[~visible] = np.inf, np.inf
-    if np.isnan(iou).any():
-        raise ValueError("NaN in the computed overlaps")
-    return iou, err, err_norm, valid
-
-
-def sequence_curves(pred, gt, visible, dataset):
-    """One sequence's success, precision and normalized-precision curves: the fraction of ALL its
-    frames (invalid ones included, counted as failures above) with IoU strictly greater than each
-    overlap threshold, and with center error <= each distance threshold."""
-    iou, err, err_norm, valid = sequence_errors(pred, gt, visible, dataset)
-    n = len(gt)  # pytracking's default: averaged over the full length, not over valid frames
-    return {'success': (iou[:, None] > SUCCESS_THRESHOLDS[None]).sum(0) / n,  # (21,)
-            'precision': (err[:, None] <= CENTER_THRESHOLDS[None]).sum(0) / n,  # (51,)
-            'norm_precision': (err_norm[:, None] <= NORM_THRESHOLDS[None]).sum(0) / n,  # (51,)
-            'mean_iou': float(iou[valid].mean()) if valid.any() else float('nan')}
-
-
-def curve_scores(curves):
-    """Figures (in %) from one or more sequences' curves; sequences weigh equally.
-    AUC = mean of the success curve over its 21 thresholds (so a perfect tracker gets 20/21 = 95.24:
-    IoU 1 is not > 1); precision at 20 px; normalized precision at 0.2; OP50/OP75 = success at 0.5/0.75."""
-    success = np.mean([c['success'] for c in curves], 0) * 100
-    precision = np.mean([c['precision'] for c in curves], 0) * 100
-    norm_precision = np.mean([c['norm_precision'] for c in curves], 0) * 100
-    return {'AUC': float(success.mean()), 'P': float(precision[PRECISION_AT]),
-            'NP': float(norm_precision[PRECISION_AT]), 'OP50': float(success[OP50]),
-            'OP75': float(success[OP75])}
-
+# the OPE metrics (pytracking's analysis rules) live in data.py, since track.py's demo scores with them and
+# must not import this file; their names stay importable from here
+from data import (CENTER_THRESHOLDS, LASOT_RULES, NORM_THRESHOLDS, OP50, OP75, PRECISION_AT, SUCCESS_THRESHOLDS,  # noqa: F401
+                  center_error, clean_results, curve_scores, iou_pytracking, sequence_curves, sequence_errors)
 
 # -----------------------------------------------------------------------------
 # GOT-10k val: the official got10k toolkit's rules
@@ -330,6 +220,9 @@ def score_tracker(folder, sequences, dataset, split, skip_missing=False):
                 records[seq.name] = {'ious': got10k_sequence_ious(pred, seq.boxes, cover, bound)}
             else:
                 records[seq.name] = sequence_curves(pred, seq.boxes, target_visible(seq, dataset), dataset)
+                if len(pred) < len(seq):  # pytracking pads it (off LaSOT, where it is an error): so do we, and say so
+                    print(f"warning: {path}: {len(pred)} boxes for {len(seq)} frames: scored with the missing "
+                          f"ones as zero boxes (failures), pytracking's rule", file=sys.stderr)
         except ValueError as e:
             raise SystemExit(f"error: {path}: {e}") from None
     return records
@@ -552,6 +445,48 @@ def is_finished(out, seq):
     return (Path(out) / f"{seq.name}.txt").exists()
 
 
+# A result folder holds the results of one model; this file in it says which (finished sequences are
+# skipped on the next run, so results of two models must never meet in one folder)
+MODEL_RECORD = 'model.json'
+SAME_MODEL = ('weights_sha256', 'backbone_sha256', 'res', 'dtype')
+
+
+def model_record(weights, backbone=None, res=None, dtype=None):
+    """The weights (and backbone) by absolute path and sha256, the resolution and the dtype: what makes results."""
+    import lorat
+    record = {'weights': str(Path(weights).resolve()), 'weights_sha256': lorat.file_sha256(weights)}
+    if backbone:
+        record.update(backbone=str(Path(backbone).resolve()), backbone_sha256=lorat.file_sha256(backbone))
+    return {**record, 'res': res, 'dtype': dtype}
+
+
+def default_result_folder(record, dataset):
+    """results/<model>-<sha256[:8]>_<dataset>: <model> is the weights' file name, after its folder's name for
+    train.py's export.pt and ckpt.pt (the run's name); the hash tells apart two files of one name."""
+    path = Path(record['weights'])
+    name = f"{path.parent.name}-{path.stem}" if path.stem in ('export', 'ckpt') else path.stem
+    return Path('results') / f"{name}-{record['weights_sha256'][:8]}_{dataset}"
+
+
+def claim_result_folder(out, record, retrack=False):
+    """Make `out` the folder of this model's results: new, or already this model's (a killed run resumes).
+    Another model's results, or results that say no model, are refused in one line; --retrack deletes them."""
+    out = Path(out)
+    results = sorted(out.glob('*.txt')) if out.is_dir() else []
+    old = json.loads((out / MODEL_RECORD).read_text()) if (out / MODEL_RECORD).is_file() else None
+    if old is not None and all(old.get(k) == record.get(k) for k in SAME_MODEL):
+        return
+    if (old is not None or results) and not retrack:
+        maker = (f"{old.get('weights')} (sha256 {str(old.get('weights_sha256'))[:12]}..., {old.get('dtype')})"
+                 if old is not None else "a model it does not record")
+        raise SystemExit(f"error: {out} holds results of {maker}, not of {record['weights']} (sha256 "
+                         f"{record['weights_sha256'][:12]}..., {record['dtype']}): pass another --out, or --retrack to replace them")
+    for path in results:
+        path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    data.write_text_atomic(out / MODEL_RECORD, json.dumps(record, indent=1) + '\n')
+
+
 # The worker processes: each opens the dataset (annotations only) and loads the tracker once.
 _WORKER = {}
 
@@ -583,12 +518,12 @@ class TrackerFactory:
         return track.load_tracker(self.weights, device, dtype, self.backbone, self.res)
 
 
-def open_sequences(dataset, root=None, split=None, num=None, length=None, limit=None):
+def open_sequences(dataset, root=None, split=None, num=None, length=None, limit=None, partial=False):
     """The sequences of a benchmark (annotations only). `num`/`length` size the synthetic set;
-    `limit` keeps the first N sequences (a quick look)."""
+    `limit` keeps the first N sequences (a quick look); `partial`: the ones present of a partial dataset."""
     options = {k: v for k, v in (('num', num), ('length', length)) if v is not None}
     try:
-        seqs = data.open_dataset(dataset, root, split, **options)
+        seqs = data.open_dataset(dataset, root, split, partial=partial, **options)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     seqs = list(seqs)
@@ -651,12 +586,11 @@ def run_benchmark(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',
 
 
 def available_devices(device):
-    """'cuda' -> every visible GPU (workers take them round-robin); anything else as given."""
+    """'cuda' -> every visible GPU (workers take them round-robin); else the one device, checked (one line)."""
+    import lorat
     if device == 'cuda' and torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda, but no CUDA GPU is visible: use --device cpu")
-    return [device]
+    return [lorat.resolve_device(device)]
 
 
 # -----------------------------------------------------------------------------
@@ -766,6 +700,8 @@ def add_dataset_args(p):
     p.add_argument('--num', type=int, help="synthetic: number of sequences")
     p.add_argument('--length', type=int, help="synthetic: frames per sequence")
     p.add_argument('--limit', type=int, help="only the first N sequences (a quick look)")
+    p.add_argument('--partial', action='store_true', help="a dataset only partly present: use the sequences there "
+                                                         "(default: refuse it; it says how many of how many)")
     p.add_argument('--attributes', help="attribute tags: pytracking JSON or a LaSOT att/ folder")
 
 
@@ -777,18 +713,20 @@ def parse_args(argv=None):
     p = sub.add_parser('run', help="track every sequence, then score (or pack the server file)")
     add_dataset_args(p)
     p.add_argument('--weights', required=True, help="train.py checkpoint, merged export, or official LoRAT file")
-    p.add_argument('--backbone', help="DINOv2 weights (official LoRAT files only)")
+    p.add_argument('--backbone', help="DINOv2 weights: for official LoRAT files, and for a ckpt.pt whose backbone has moved")
     p.add_argument('--res', type=int, help="check the checkpoint's resolution")
-    p.add_argument('--out', help="result folder (default results/<weights name>_<dataset>)")
+    p.add_argument('--out', help="result folder (default results/<weights name>-<its sha256[:8]>_<dataset>); "
+                                 "it records the model, and refuses another's")
+    p.add_argument('--retrack', action='store_true', help="--out holds another model's results: delete them and track again")
     p.add_argument('--workers', type=int, default=1, help="tracking processes (GPUs round-robin)")
     p.add_argument('--device', default='cpu', help="cpu, cuda (every GPU) or cuda:N")
-    p.add_argument('--dtype', choices=['fp32', 'bf16'], help="default: bf16 on a GPU, fp32 on a CPU")
+    p.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'], help="default: bf16 on a GPU (fp16 without bf16), fp32 on a CPU")
     p.add_argument('--report', help="report folder (default <out>/report)")
 
     p = sub.add_parser('score', help="score result folders (annotations only)")
     add_dataset_args(p)
     p.add_argument('--results', nargs='+', required=True, help="result folders; the folder name is the tracker")
-    p.add_argument('--report', help="folder for plots and CSVs (default reports/<dataset>)")
+    p.add_argument('--report', help="folder for plots and CSVs (default reports/<dataset>, ignored by git)")
     p.add_argument('--skip-missing', action='store_true', help="score the sequences every tracker has")
     p.add_argument('--json', action='store_true', help="machine-readable output")
 
@@ -823,7 +761,8 @@ def main(argv=None):
         return rows
 
     split = dataset_split(args.dataset, args.split)
-    spec = dict(dataset=args.dataset, root=args.root, split=split, num=args.num, length=args.length, limit=args.limit)
+    spec = dict(dataset=args.dataset, root=args.root, split=split, num=args.num, length=args.length, limit=args.limit,
+                partial=args.partial)
     seqs = open_sequences(**spec)
     if args.command == 'pack':
         print(pack(args.dataset, args.results, [s.name for s in seqs]))
@@ -835,10 +774,16 @@ def main(argv=None):
         return results
 
     # run
-    if not os.path.exists(args.weights):
+    if not os.path.isfile(args.weights):
         raise SystemExit(f"error: weights {args.weights} not found (train with train.py, or pass --weights FILE)")
-    out = Path(args.out or f"results/{Path(args.weights).stem}_{args.dataset}")
+    if args.backbone and not os.path.isfile(args.backbone):
+        raise SystemExit(f"error: --backbone {args.backbone} not found: pass the DINOv2 file the weights were trained on")
     devices = available_devices(args.device)
+    import track
+    record = model_record(args.weights, args.backbone, args.res, args.dtype or track.default_dtype(devices[0]))
+    out = Path(args.out) if args.out else default_result_folder(record, args.dataset)
+    claim_result_folder(out, record, args.retrack)
+    print(f"results: {out}", file=sys.stderr)
     run_benchmark(seqs, out, TrackerFactory(args.weights, args.dtype, args.backbone, args.res),
                   args.workers, spec, devices)
     if is_server_only(args.dataset, split):

@@ -25,10 +25,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import lorat
-from data import (box_from_crop, box_lines, box_to_crop, crop_image, crop_window, image_mean, normalize,
-                  open_dataset, synthetic_clip, write_mp4, write_text_atomic)
+from data import (box_from_crop, box_lines, box_to_crop, crop_image, crop_window, curve_scores, image_mean, normalize,
+                  open_dataset, sequence_curves, synthetic_clip, write_mp4, write_text_atomic)
 
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 MIN_SIZE = 10  # px: a box clipped to a sliver at the image border still gets a usable search crop
 HANN_WEIGHT = 0.55  # s' = 0.55 * s + 0.45 * hann
 
@@ -90,15 +90,16 @@ class Tracker:
 
 
 def resolve_device(device):
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda, but no CUDA GPU is visible: use --device cpu")
-    return device
+    """cpu, cuda or cuda:N, checked: a bad or absent device is one line (lorat.resolve_device)."""
+    return lorat.resolve_device(device)
 
 
 def default_dtype(device):
-    """bf16 on a GPU; fp32 on a CPU: on this project's CPU (AVX-512 bf16, no AMX) bf16 measured slower
-    (see `python track.py --benchmark`)."""
-    return 'bf16' if str(device).startswith('cuda') else 'fp32'
+    """bf16 on a GPU (fp16 on one without bf16); fp32 on a CPU: on this project's CPU (AVX-512 bf16, no
+    AMX) bf16 measured slower (see `python track.py --benchmark`)."""
+    if torch.device(device).type == 'cuda':
+        return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    return 'fp32'
 
 
 def load_tracker(weights, device='cpu', dtype=torch.float32, backbone=None, res=None):
@@ -358,9 +359,7 @@ def demo(args):
     boxes, scores, seconds = track(tracker, Frames(video), out, init=clip.boxes[0], fps=30, show=args.show)
     if args.boxes:
         write_text_atomic(args.boxes, box_lines(boxes))  # pytracking's result format
-    import evaluate  # the benchmark's own metric, pytracking's rules
-    curves = evaluate.sequence_curves(np.asarray(boxes), clip.boxes, clip.visible, 'synthetic')
-    score = evaluate.curve_scores([curves])
+    score = curve_scores([sequence_curves(np.asarray(boxes), clip.boxes, clip.visible, 'synthetic')])  # pytracking's rules
     print(f"{len(boxes) / seconds:.1f} fps end to end")
     print(f"annotated video: {out}")
     print(f"success AUC against the ground truth: {score['AUC']:.1f}% (precision@20px {score['P']:.1f}%)")
@@ -404,6 +403,20 @@ def benchmark(args):
                       f"outside the forward {(1 - spent[0] / seconds) * 100:4.1f}% of the time")
 
 
+def output_path(video, out=None):
+    """The annotated video: `out`, or <input name>_lorat.mp4 in the current folder (the input's own folder
+    may be a read-only dataset); never the input itself (the same file once links are resolved)."""
+    name = os.path.basename(video.rstrip('/' + os.sep))
+    out = out or (name if os.path.isdir(video) else os.path.splitext(name)[0]) + '_lorat.mp4'
+    return refuse_the_input(out, video, '--out')
+
+
+def refuse_the_input(path, video, flag):
+    if os.path.realpath(path) == os.path.realpath(video) or (os.path.exists(path) and os.path.samefile(path, video)):
+        raise SystemExit(f"error: {flag} {path} is the input video itself: give another file")
+    return path
+
+
 def join_init(argv):
     """`--init -20,5,40,40` -> `--init=-20,5,40,40`: argparse would take a negative x for an option."""
     out, rest = [], iter(argv)
@@ -421,17 +434,18 @@ def parse_args(argv=None):
                                      "(default for the demo: the newest run in runs/)")
     p.add_argument('--backbone', help="DINOv2 weights, for official LoRAT files and LoRA-only checkpoints")
     p.add_argument('--res', type=int, help="resolution of an official file (224 or 378; default from its name)")
-    p.add_argument('--out', help="annotated video (default: <input>_lorat.mp4 next to the input)")
+    p.add_argument('--out', help="annotated video (default: <input name>_lorat.mp4 in the current folder)")
     p.add_argument('--boxes', help="write the boxes here, one x,y,w,h line per frame")
     p.add_argument('--fps', type=float, default=30, help="frame rate of an image folder's output (default 30)")
     p.add_argument('--show', action='store_true', help="show the tracking live")
-    p.add_argument('--device', default='cpu', help="cpu or cuda")
+    p.add_argument('--device', default='cpu', help="cpu, cuda or cuda:N")
     p.add_argument('--threads', type=int, help="CPU threads of the model (default: all cores but one, "
                                                "which is left to decoding and encoding the video)")
-    p.add_argument('--dtype', choices=DTYPES, help="default: bf16 on cuda, fp32 on cpu (measured faster here)")
+    p.add_argument('--dtype', choices=DTYPES, help="default: bf16 on cuda (fp16 without bf16), fp32 on cpu (measured faster here)")
     p.add_argument('--benchmark', action='store_true', help="fps of T and B-224, fp32 and bf16, on a 640x360 clip")
     p.add_argument('--frames', type=int, default=20, help="benchmark clip length")
     args = p.parse_args(join_init(sys.argv[1:] if argv is None else argv))
+    args.device = resolve_device(args.device)
     args.dtype = args.dtype or default_dtype(args.device)
     if args.show and not has_display():
         raise SystemExit("error: --show needs a display, and none was found (no DISPLAY): drop --show")
@@ -451,11 +465,12 @@ def main(argv=None):
         raise SystemExit("error: no display to draw the first box on: give it with --init x,y,w,h "
                          "(pixels of the first frame)")
     frames = Frames(args.video)
+    out = output_path(args.video, args.out)
+    if args.boxes:
+        refuse_the_input(args.boxes, args.video, '--boxes')
     if args.weights is None:
         args.weights = newest_weights()
     tracker = load_tracker(args.weights, args.device, args.dtype, args.backbone, args.res)
-    stem = args.video.rstrip('/' + os.sep) if os.path.isdir(args.video) else os.path.splitext(args.video)[0]
-    out = args.out or f"{stem}_lorat.mp4"
     fps = frames.fps or Fraction(args.fps).limit_denominator(1001)
     boxes, scores, seconds = track(tracker, frames, out, init, fps, args.show)
     if args.boxes:

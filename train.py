@@ -1,34 +1,40 @@
 """
 Train LoRAT, nanoGPT-style: one flat script, from one CPU process to many GPUs with torchrun.
 
-    python train.py                                  # size T from scratch on the synthetic world (CPU, ~10 min)
-    torchrun --nproc_per_node=8 train.py --size L --res 378 --data lasot,got10k,trackingnet,coco \\
-        --data-root /data --weights dinov2_vitl14_pretrain.pth   # the paper's L-378 (LoRA on DINOv2)
+    python train.py                                  # LoRA on the shipped T backbone, synthetic world (CPU)
+    python train.py --scratch                        # size T from scratch on the synthetic world (CPU)
+    torchrun --nproc_per_node=8 train.py --size L --res 378 --data-root /data   # the paper's L-378:
+        # LoRA on DINOv2 ViT-L/14 (downloaded once to torch hub's cache) on lasot,got10k,trackingnet,coco
     python train.py ... --resume runs/<name>         # the same command + --resume: continues exactly
     python train.py --benchmark --size B --res 224   # LoRA vs full fine-tuning: step time and peak memory
 
-What is trained (the paper's first idea): with --weights, LoRA on every linear layer of the frozen
-DINOv2 blocks + the token type table + the head; with --full-finetune, everything (layer-wise lr decay
-0.7, clip 0.1, the paper's baseline). With no --weights there is nothing pretrained to adapt, so every
-parameter is trained from scratch.
+What is trained (the paper's first idea): LoRA on every linear layer of the frozen pretrained blocks +
+the token type table + the head; with --full-finetune, everything (layer-wise lr decay 0.7, clip 0.1,
+the paper's baseline). The backbone is --weights, else the public DINOv2 file of the size (size T: the
+shipped weights/lorat-T-backbone.pth). Only --scratch trains every parameter from random init.
+Every run ends with runs/<name>/export.pt: LoRA merged into the weights, what track.py and evaluate.py
+load; ckpt.pt holds only what was trained, and names its backbone by absolute path and sha256.
 
 Exact resume rests on three pure functions: the learning rate of the step, the training sample of a
 global index (data.TrainingPairs), and the global indices of a step. So a checkpoint needs only the
-step, the optimizer and the RNG states (drop path); a run killed with SIGKILL and resumed ends with the
-same weights, bit for bit, as one that never stopped.
+step, the optimizer, the fp16 loss scaler and the RNG states (drop path). On the CPU a run killed with
+SIGKILL (or stopped with Ctrl-C) and resumed ends with the same weights, bit for bit, as one that never
+stopped; on CUDA that holds only with --deterministic (cuBLAS and cuDNN pick their kernels per run).
 """
 import argparse
 import contextlib
-import copy
+import datetime
 import hashlib
 import json
 import math
 import os
 import random
 import resource
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 
@@ -41,15 +47,23 @@ import data
 import lorat
 
 # -----------------------------------------------------------------------------
-# The recipe of each case. LoRAT's (the facts) adapts a pretrained DINOv2 on GPUs. With no --weights
-# nothing is pretrained: size T learns from scratch on the synthetic world, and must do so in 10 minutes
-# on 2 CPU cores, hence a 10x higher lr, small batches and ~40x fewer samples.
+# The recipe of each case. LoRAT's (the facts) adapts a pretrained DINOv2 on GPUs. 'lorat-cpu' adapts the
+# shipped T backbone on 2 CPU cores. With --scratch nothing is pretrained: size T learns from scratch on
+# the synthetic world, and must do so in 10 minutes on 2 CPU cores, hence a 10x higher lr, small batches
+# and ~40x fewer samples.
 RECIPES = {
     'lorat': dict(lr=1e-4, batch_size=128, epochs=170, samples_per_epoch=131072, warmup_epochs=2,
-                  weight_decay=0.1, val_samples=1024, export=False, augment='on'),
+                  weight_decay=0.1, val_samples=1024, augment='on', lora_rank=64),
+    'lorat-cpu': dict(lr=1e-3, batch_size=16, epochs=6, samples_per_epoch=8192, warmup_epochs=0.5,
+                      weight_decay=0.05, val_samples=256, augment='on', lora_rank=16),
     'scratch': dict(lr=1e-3, batch_size=16, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
-                    weight_decay=0.05, val_samples=256, export=True, augment='off'),
+                    weight_decay=0.05, val_samples=256, augment='off'),
 }
+PAPER_MIX = 'lasot,got10k,trackingnet,coco'  # LoRAT's training sets
+DEFAULT_DATA = {'T': 'synthetic,synthetic_stills'}  # --data of a size when not given: T trains on the synthetic world, others on PAPER_MIX
+# the synthetic world's clips and stills, 3:1, as LoRAT draws 1 pair in 4 from COCO's still images
+DEFAULT_DATA_WEIGHTS = {'synthetic,synthetic_stills': '3,1'}
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 GOT10K_EPOCHS = 100  # the GOT-10k protocol: GOT-10k train only, 100 epochs
 WARMUP_LR, MIN_LR = 1e-7, 1e-6
 # changing these between a run and its --resume would change the data or the schedule
@@ -61,10 +75,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train LoRAT (see the module docstring for examples).")
     p.add_argument('--size', default='T', help="T, S, B, L or g (default T)")
     p.add_argument('--res', type=int, default=None, help="112, 224 or 378 (default: 112 for T, else 224)")
-    p.add_argument('--data', default='synthetic', help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom")
-    p.add_argument('--data-root', default=None, help="dataset root (default: $LORAT_DATA)")
+    p.add_argument('--data', default=None, help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom "
+                                                f"(default: synthetic for size T, {PAPER_MIX} for the others)")
+    p.add_argument('--data-root', default=None, help="the folder holding LaSOT/, GOT-10k/, TrackingNet/, COCO/ (default: $LORAT_DATA)")
+    p.add_argument('--partial', action='store_true', help="use the sequences present of a dataset only partly there "
+                                                         "(default: refuse it; it says how many of how many)")
     p.add_argument('--data-weights', default=None, help="sampling weight per dataset, comma-separated (default equal)")
-    p.add_argument('--weights', default=None, help="DINOv2 backbone file (dinov2_vit{s,b,l,g}14_pretrain.pth)")
+    p.add_argument('--weights', default=None, help="backbone file in DINOv2's layout (default: the public dinov2_vit{s,b,l,g}14_pretrain.pth "
+                                                   "from torch hub's cache, downloaded there if absent; size T: weights/lorat-T-backbone.pth)")
+    p.add_argument('--scratch', action='store_true', help="no pretrained backbone: train every parameter from random init")
     p.add_argument('--full-finetune', action='store_true', help="train every backbone weight instead of LoRA")
     # the paper's ablations, one flag each
     p.add_argument('--head', default='mlp', help="mlp (LoRAT) or conv (OSTrack's)")
@@ -72,7 +91,7 @@ def parse_args(argv=None):
     p.add_argument('--no-type-emb', action='store_true', help="no token type embedding")
     p.add_argument('--no-fg', action='store_true', help="no template foreground indicator")
     p.add_argument('--lora-init', default='bert', help="bert (LoRAT: trunc-normal A and B) or lora (zero B)")
-    p.add_argument('--lora-rank', type=int, default=64)
+    p.add_argument('--lora-rank', type=int, default=None, help="default: the recipe's (64; 16 for size T)")
     # optimization; None means: the recipe of this case (RECIPES)
     p.add_argument('--epochs', type=int, default=None)
     p.add_argument('--samples-per-epoch', type=int, default=None)
@@ -89,31 +108,42 @@ def parse_args(argv=None):
     p.add_argument('--val-samples', type=int, default=None, help="held-out pairs validated each epoch")
     p.add_argument('--seed', type=int, default=0)
     # machinery
-    p.add_argument('--dtype', default=None, help="fp32 or bf16 (autocast; default bf16 on CUDA, fp32 on CPU)")
-    p.add_argument('--device', default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument('--dtype', default=None, help="fp32, bf16 or fp16 (autocast; default bf16 on CUDA, fp16 with loss "
+                                                 "scaling on a GPU without bf16, fp32 on the CPU)")
+    p.add_argument('--device', default=None, help="cpu, cuda or cuda:N (default: cuda if available; under torchrun "
+                                                  "each rank takes cuda:LOCAL_RANK)")
+    p.add_argument('--deterministic', action='store_true', help="deterministic CUDA kernels (PyTorch's deterministic "
+                                                                "algorithms, a fixed cuBLAS workspace): exact resume on GPUs, slower")
     p.add_argument('--workers', type=int, default=None, help="DataLoader workers per rank")
-    p.add_argument('--threads', type=int, default=None, help="CPU threads per rank (default: cores / ranks)")
+    p.add_argument('--threads', type=int, default=None, help="CPU threads per rank (default: its share of the cores)")
     p.add_argument('--out', default='runs', help="runs folder: runs/<name>/{ckpt.pt,log.jsonl,export.pt}")
     p.add_argument('--name', default=None, help="run name (default: date-time and size)")
     p.add_argument('--resume', default=None, help="run folder or ckpt.pt to continue exactly")
     p.add_argument('--ckpt-every', type=int, default=0, help="checkpoint every N steps (0: each epoch)")
-    p.add_argument('--export', action=argparse.BooleanOptionalAction, default=None,
-                   help="write a merged inference checkpoint at the end (default: yes when training from scratch)")
+    p.add_argument('--export', action=argparse.BooleanOptionalAction, default=True,
+                   help="end with export.pt, LoRA merged into the weights, what track.py and evaluate.py load (default: yes)")
     p.add_argument('--log-every', type=int, default=10)
     p.add_argument('--kill-at', type=int, default=None, help="testing: SIGKILL this process after N steps")
+    p.add_argument('--interrupt-at', type=int, default=None, help=argparse.SUPPRESS)  # testing: Ctrl-C after N steps
     p.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
     p.add_argument('--bench-steps', type=int, default=5)
     p.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
     args = p.parse_args(argv)
+    if args.dtype is not None and args.dtype not in DTYPES:
+        raise SystemExit(f"error: --dtype {args.dtype}: choose one of {', '.join(DTYPES)}")
+    if args.scratch and args.weights:
+        raise SystemExit("error: --scratch trains from random init and --weights names a backbone to adapt: give one of them")
     if args.benchmark and args.batch_size is None:  # B-224's batch that fits anywhere
         args.batch_size = 16 if torch.cuda.is_available() else 2
-    case = 'lorat' if args.weights else 'scratch'
+    args.data = args.data or DEFAULT_DATA.get(args.size, PAPER_MIX)
+    args.data_weights = args.data_weights or DEFAULT_DATA_WEIGHTS.get(args.data)
+    case = 'scratch' if args.scratch else 'lorat-cpu' if args.size == 'T' else 'lorat'
     if case == 'lorat' and args.data == 'got10k' and args.epochs is None:
         args.epochs = GOT10K_EPOCHS
     for key, value in RECIPES[case].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    fine_tuning_all = args.full_finetune and args.weights  # from scratch there is no pretraining to protect
+    fine_tuning_all = args.full_finetune and not args.scratch  # from scratch there is no pretraining to protect
     args.clip = args.clip if args.clip is not None else (0.1 if fine_tuning_all else 1.0)
     args.layer_decay = args.layer_decay if args.layer_decay is not None else (0.7 if fine_tuning_all else 1.0)
     return args
@@ -123,12 +153,13 @@ def parse_args(argv=None):
 
 
 def build(args):
-    """The model of these flags, its weights loaded, its trainable parameters marked; and the mode."""
-    lora = bool(args.weights) and not args.full_finetune
+    """The model of these flags, its backbone loaded (--weights, else the size's default), its trainable
+    parameters marked; and the mode."""
+    lora = not args.scratch and not args.full_finetune
     model = lorat.build_model(args.size, args.res, head=args.head, pos_emb=args.pos_emb, type_emb=not args.no_type_emb,
                               fg=not args.no_fg, lora_init=args.lora_init, lora_rank=args.lora_rank if lora else 0)
-    if args.weights:
-        lorat.load_dinov2(model, args.weights)
+    if not args.scratch:
+        lorat.load_dinov2(model, args.weights or lorat.default_backbone(args.size))
     lorat.mark_trainable(model, 'lora' if lora else 'full')
     return model, 'lora' if lora else 'full'
 
@@ -185,26 +216,41 @@ def grad_norm(params):
 # Data: global indices are a pure function of the step, samples a pure function of the index
 
 
+def data_root(args, names):
+    """--data-root, else $LORAT_DATA; missing while a named dataset lives on disk: one line that says how."""
+    root = args.data_root or os.environ.get('LORAT_DATA')
+    on_disk = [n for n in names if not n.startswith('synthetic')]
+    if root is None and on_disk:
+        folders = ', '.join(f"{data.DATASETS[n]}/" for n in on_disk if data.DATASETS.get(n))
+        raise SystemExit(f"error: --data {','.join(names)} reads datasets from disk, and no data root is given: pass "
+                         f"--data-root DIR or set LORAT_DATA=DIR" + (f", DIR holding {folders}" if folders else '')
+                         + " (--data synthetic needs none)")
+    return root
+
+
 def open_datasets(args, split):
     names = [n.strip() for n in args.data.split(',')]
-    root = args.data_root or os.environ.get('LORAT_DATA')  # data.py names both when a root is missing
+    root = data_root(args, names)
     weights = [float(w) for w in args.data_weights.split(',')] if args.data_weights else [1.0] * len(names)
     if len(weights) != len(names):
         raise SystemExit(f"error: --data-weights has {len(weights)} values for {len(names)} datasets")
     # in LoRAT's mix GOT-10k contributes its VOT-excluded part; the GOT-10k protocol trains on all of it
     split_of = lambda n: ('vot_' + split) if n == 'got10k' and len(names) > 1 else split
-    return [data.open_dataset(n, root, split=split_of(n)) for n in names], weights
+    return [data.open_dataset(n, root, split=split_of(n), partial=args.partial) for n in names], weights
 
 
 def open_validation(args):
     """The held-out sequences: the synthetic world's val clips, or GOT-10k's val (its VOT-excluded val part
     inside LoRAT's mix); the other training sets have no validation split."""
     names = [n.strip() for n in args.data.split(',')]
-    if names == ['synthetic']:
+    if 'synthetic' in names:  # held-out clips: seeds and photos that training never sees
         return data.open_dataset('synthetic', split='val')
     if 'got10k' in names:
-        return data.open_dataset('got10k', args.data_root or os.environ.get('LORAT_DATA'),
-                                 split='vot_val' if len(names) > 1 else 'val')
+        try:
+            return data.open_dataset('got10k', data_root(args, names), split='vot_val' if len(names) > 1 else 'val',
+                                     partial=args.partial)
+        except data.NonePresent as e:  # only with --partial: no held-out sequence among those present
+            print(f"--partial: no validation ({e})", file=sys.stderr)
     return None
 
 
@@ -277,19 +323,64 @@ def set_rng_state(state):
         torch.cuda.set_rng_state(state['cuda'])
 
 
-def save_checkpoint(run_dir, model, optimizer, step, args, rngs):
+def save_checkpoint(run_dir, model, optimizer, scaler, step, args, rngs):
+    """ckpt.pt: the trained tensors, what an exact resume needs, and the backbone by absolute path and sha256."""
     ckpt = dict(config=asdict(model.cfg), model=lorat.trainable_state_dict(model), optimizer=optimizer.state_dict(),
-                step=step, rng=rngs, args=vars(args), weights=args.weights)
+                scaler=scaler.state_dict(), step=step, rng=rngs, args=vars(args), weights=args.weights,
+                weights_sha256=args.weights_sha256)
     data.write_atomic(os.path.join(run_dir, 'ckpt.pt'), lambda tmp: torch.save(ckpt, tmp))
     data.write_text_atomic(os.path.join(os.path.dirname(run_dir), 'latest'), os.path.basename(run_dir) + '\n')
 
 
 def export(run_dir, model):
-    """The merged inference checkpoint: LoRA folded into the weights, every tensor, no optimizer."""
-    merged = copy.deepcopy(model).float().merge()
+    """The merged inference checkpoint: LoRA folded into the weights, every tensor, no optimizer. Made on
+    the CPU from a copy of the tensors (built on the meta device: no second model on the GPU)."""
+    tensors = {k: v.detach().to('cpu', torch.float32, copy=True) for k, v in model.state_dict().items()}
+    with torch.device('meta'):
+        merged = lorat.LoRAT(model.cfg)
+    merged.load_state_dict(tensors, assign=True)
+    merged.merge()
     path = os.path.join(run_dir, 'export.pt')
     data.write_atomic(path, lambda tmp: torch.save(dict(config=asdict(merged.cfg), model=merged.state_dict(), merged=True), tmp))
     return path
+
+
+def resume_command(argv, run_dir, world=1):
+    """The command line that continues this run: the same flags, --resume <run folder>."""
+    argv, kept = list(sys.argv[1:] if argv is None else argv), []
+    while argv:
+        a = argv.pop(0)
+        if a in ('--resume', '--interrupt-at', '--kill-at'):
+            argv = argv[1:]
+        elif not a.startswith(('--resume=', '--interrupt-at=', '--kill-at=')):
+            kept.append(a)
+    start = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
+    return f"{start} train.py {shlex.join(kept + ['--resume', run_dir])}"
+
+
+class CtrlC:
+    """The first Ctrl-C asks the loop to stop after the current step (it saves and says how to resume);
+    a second one stops at once. Installed only in the main thread (where Python delivers signals)."""
+
+    def __init__(self):
+        self.requested, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again: stop now)", file=sys.stderr, flush=True)
+
+    def restore(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def ignore_ctrl_c(worker_id):
+    """DataLoader workers leave Ctrl-C to the main process, which finishes its step first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def load_checkpoint(path, model, args):
@@ -297,7 +388,17 @@ def load_checkpoint(path, model, args):
     path = os.path.join(path, 'ckpt.pt') if os.path.isdir(path) else path
     if not os.path.isfile(path):
         raise SystemExit(f"error: --resume {path}: no such checkpoint")
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # truncated, overwritten, not a checkpoint at all
+        raise SystemExit(f"error: --resume {path}: the file is damaged or not a checkpoint ({type(e).__name__}): "
+                         f"resume from a good copy, or start a new run") from None
+    if not isinstance(ckpt, dict) or not {'config', 'model', 'optimizer', 'step', 'rng', 'args'} <= set(ckpt):
+        raise SystemExit(f"error: --resume {path}: not a train.py ckpt.pt (an export.pt holds no optimizer state): "
+                         f"resume from the run folder")
+    if ckpt.get('weights_sha256') and args.weights_sha256 and ckpt['weights_sha256'] != args.weights_sha256:
+        raise SystemExit(f"error: cannot resume {path}: its backbone {args.weights} has changed since "
+                         f"(sha256 {args.weights_sha256[:16]}... vs {ckpt['weights_sha256'][:16]}...)")
     theirs, ours = ckpt['config'], asdict(model.cfg)
     diff = [f"{k} {theirs.get(k)} vs {ours[k]}" for k in ours if theirs.get(k) != ours[k]]
     if diff:
@@ -313,40 +414,83 @@ def load_checkpoint(path, model, args):
 # Training
 
 
+def default_threads(local_world, busy_loader=False):
+    """This rank's share of the cores. The loader's one worker per rank is not counted against them when
+    it waits most of the step (JPEG datasets: a batch is ready long before the model wants it; measured
+    in README.md, "Where this differs"). The synthetic world's worker renders all the time, so there it
+    gets a core of its own: a model thread sharing a core with it makes every OpenMP barrier wait."""
+    share = max(1, (os.cpu_count() or 1) // local_world)
+    return max(1, share - 1) if busy_loader else share
+
+
+def default_workers(device, local_world):
+    """DataLoader workers per rank. On CUDA the data pipeline gets the cores of this node, shared by the
+    ranks on it (LOCAL_WORLD_SIZE, not the world size of all nodes); on the CPU one worker makes data."""
+    return min(8, max(1, (os.cpu_count() or 1) // local_world)) if device != 'cpu' else 1
+
+
 def setup(args):
-    """torchrun's RANK/WORLD_SIZE/LOCAL_RANK turn on DDP: NCCL on CUDA, gloo on CPU."""
+    """torchrun's RANK/WORLD_SIZE/LOCAL_RANK turn on DDP: NCCL on CUDA, gloo on CPU; one GPU per rank."""
     ddp = 'RANK' in os.environ
     rank, world, local_rank = (int(os.environ[k]) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')) if ddp else (0, 1, 0)
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    if device == 'cuda':
-        device = f'cuda:{local_rank}'
+    if args.deterministic:
+        # cuBLAS picks reduction orders per workspace unless it is given a fixed one, set before its first use
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+        torch.use_deterministic_algorithms(True)  # an op with no deterministic kernel stops the run, it never drifts
+        torch.backends.cudnn.benchmark = False
+    device = lorat.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'),
+                                  local_rank if ddp else None)
+    args.dtype = args.dtype or ('fp32' if device == 'cpu' else 'bf16' if torch.cuda.is_bf16_supported() else 'fp16')
+    if args.dtype == 'fp16' and device == 'cpu':
+        raise SystemExit("error: --dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
+    if device.startswith('cuda'):
         torch.cuda.set_device(device)
     else:
-        # this rank's share of the cores, less one per data worker: an oversubscribed core makes OpenMP spin
-        cores = (os.cpu_count() or 1) // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
-        torch.set_num_threads(args.threads or max(1, cores - (args.workers if args.workers is not None else 1)))
+        torch.set_num_threads(args.threads or default_threads(int(os.environ.get('LOCAL_WORLD_SIZE', 1)),
+                                                              busy_loader=args.data.startswith('synthetic') and args.workers != 0))
     if ddp:
-        dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo')
-    return ddp, rank, world, device
+        # rank 0 writes checkpoints while the others wait in the next collective: give it time
+        dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo', timeout=datetime.timedelta(minutes=60))
+    return ddp, rank, world, local_rank, device
+
+
+def resolve_weights(args, local_rank):
+    """The backbone this run adapts, as an absolute path (None with --scratch): --weights, else the size's
+    default (lorat.default_backbone), which local rank 0 downloads while the other ranks of its node wait."""
+    if args.scratch:
+        return None
+    if args.weights and args.weights.startswith(('http://', 'https://')):
+        return args.weights
+    if args.weights:
+        if not os.path.isfile(args.weights):
+            raise SystemExit(f"error: --weights {args.weights}: no such file (the DINOv2 backbone, e.g. "
+                             f"dinov2_vitl14_pretrain.pth from github.com/facebookresearch/dinov2)")
+        return os.path.abspath(args.weights)
+    path = lorat.default_backbone(args.size, download=local_rank == 0)
+    while not os.path.isfile(path):  # not a collective: a long download cannot time out the other ranks
+        time.sleep(2)  # (if local rank 0 fails, torchrun stops this process)
+    return path
 
 
 def check(args, world):
-    if args.weights and not args.weights.startswith(('http://', 'https://')) and not os.path.isfile(args.weights):
-        raise SystemExit(f"error: --weights {args.weights}: no such file (the DINOv2 backbone, e.g. "
-                         f"dinov2_vitl14_pretrain.pth from github.com/facebookresearch/dinov2)")
+    # an unknown size, resolution or option: one line before any heavy work (main prints the ValueError)
+    lorat.make_config(args.size, args.res, head=args.head, pos_emb=args.pos_emb, lora_init=args.lora_init)
     if args.batch_size % (args.accum * world):
         raise SystemExit(f"error: --batch-size {args.batch_size} is not divisible by --accum {args.accum} x {world} ranks")
     if args.samples_per_epoch < args.batch_size:
         raise SystemExit(f"error: --samples-per-epoch {args.samples_per_epoch} is smaller than --batch-size {args.batch_size}")
 
 
-def train(args):
-    ddp, rank, world, device = setup(args)
+def train(args, argv=None):
+    ddp, rank, world, local_rank, device = setup(args)
     master = rank == 0
     check(args, world)
     say = print if master else (lambda *a, **k: None)
     train_sets, weights = open_datasets(args, 'train')  # first: a bad name or root fails before any heavy work
     val_seqs = open_validation(args)
+    args.weights = resolve_weights(args, local_rank)
+    local_file = args.weights and not args.weights.startswith(('http://', 'https://'))
+    args.weights_sha256 = lorat.file_sha256(args.weights) if master and local_file else None  # recorded in ckpt.pt
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model, mode = build(args)
     model.to(device)
@@ -354,11 +498,13 @@ def train(args):
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
     if args.weights:
-        say(f"{mode}: training {n_train / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters on the DINOv2 backbone {args.weights}")
+        say(f"{mode}: training {n_train / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters on the backbone {args.weights}")
     else:
-        say(f"no --weights: no pretrained backbone, so all {n_all / 1e6:.2f}M parameters are trained from scratch")
+        say(f"--scratch: no pretrained backbone, so all {n_all / 1e6:.2f}M parameters are trained from scratch")
     optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=args.lr,
                                   betas=(0.9, 0.999), fused=True)  # one kernel for all tensors, CUDA and CPU
+    # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; off, it passes through
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=args.dtype == 'fp16')
     steps_per_epoch = args.samples_per_epoch // args.batch_size
     total_steps, warmup_steps = args.epochs * steps_per_epoch, round(args.warmup_epochs * steps_per_epoch)
 
@@ -367,6 +513,8 @@ def train(args):
         path, ckpt = load_checkpoint(args.resume, model, args)
         lorat.copy_tensors(model, ckpt['model'], path)
         optimizer.load_state_dict(ckpt['optimizer'])
+        if ckpt.get('scaler'):
+            scaler.load_state_dict(ckpt['scaler'])
         step, rngs = ckpt['step'], ckpt['rng']
         run_dir = os.path.dirname(os.path.abspath(path))
         say(f"resuming {path} at step {step}")
@@ -394,27 +542,28 @@ def train(args):
         val_set = pairs([val_seqs], [1.0], cfg, args.val_samples, args.seed + 1, augment=False)
     else:
         say("no validation: no held-out split among --data (synthetic or got10k have one)")
-    # on CUDA the data pipeline gets the cores; on the CPU one worker makes data while the rest train
-    workers = args.workers if args.workers is not None else (min(8, (os.cpu_count() or 1) // world) if device != 'cpu' else 1)
+    workers = args.workers if args.workers is not None else default_workers(device, int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
     loader = torch.utils.data.DataLoader(
         train_set, batch_sampler=StepSampler(step, total_steps, steps_per_epoch, args.samples_per_epoch,
                                              args.batch_size, args.accum, rank, world),
-        num_workers=workers, pin_memory=device.startswith('cuda'),
+        num_workers=workers, pin_memory=device.startswith('cuda'), worker_init_fn=ignore_ctrl_c,
         generator=torch.Generator())  # its own generator: creating the loader must not draw from the global RNG
     batches = iter(loader)
 
-    dtype = args.dtype or ('bf16' if device.startswith('cuda') else 'fp32')
-    ctx = torch.autocast(device.split(':')[0], dtype=torch.bfloat16, enabled=dtype == 'bf16')
+    ctx = torch.autocast(torch.device(device).type, dtype=DTYPES[args.dtype], enabled=args.dtype != 'fp32')
     groups, params = grad_groups(raw_model), [p for p in raw_model.parameters() if p.requires_grad]
     say(f"{cfg.size}-{cfg.res} on {args.data}: {args.epochs} epochs x {steps_per_epoch} steps of {args.batch_size} "
-        f"({world} ranks x {args.accum} micro-steps), lr {args.lr:g}, {dtype} on {device}; run folder {run_dir}")
+        f"({world} ranks x {args.accum} micro-steps), lr {args.lr:g}, {args.dtype} on {device}; run folder {run_dir}")
     log = open(log_path, 'a') if master else None
-    t0, first = time.time(), step
+    stop = CtrlC()
+    t0, first, waited = time.time(), step, 0.0
     while step < total_steps:
         lr = get_lr(step, total_steps, warmup_steps, args.lr)
         for group in optimizer.param_groups:
             group['lr'] = lr * group['lr_scale']
+        tick = time.perf_counter()
         micro = [next(batches) for _ in range(args.accum)]
+        data_wait = time.perf_counter() - tick  # the model idles while the loader has no batch ready
         # the loss is normalized by the positives of the whole global batch, as if it were one batch
         num_pos = sum(lorat.positive_cells(b['x_box'], cfg.search_grid).sum() for b in micro).float().to(device)
         if ddp:
@@ -429,19 +578,26 @@ def train(args):
                     score, boxes = model(b['z'], b['x'], b['z_mask'])
                 # DDP averages gradients over ranks, so each rank's share is scaled back up by world
                 loss, parts = lorat.lorat_loss(score, boxes, b['x_box'], num_pos_fn=lambda n: num_pos / world)
-                loss.backward()
+                scaler.scale(loss).backward()
             stats += torch.stack([loss.detach(), parts['cls'], parts['reg'], parts['iou'] / args.accum])
+        scaler.unscale_(optimizer)  # the logged norms and the clip see the true gradients
         norms = {f'grad_norm/{g}': grad_norm(ps) for g, ps in groups.items()}
         total_norm = torch.nn.utils.clip_grad_norm_(params, args.clip).item()
-        optimizer.step()
+        scaler.step(optimizer)  # fp16: skipped when a gradient overflowed, and the scale shrinks
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        if args.interrupt_at == step:  # testing: a user's Ctrl-C, at a known step
+            os.kill(os.getpid(), signal.SIGINT)
+        # the last number: did anyone press Ctrl-C? Summed over ranks, so that all of them stop at this step
+        stats = torch.cat([stats, torch.tensor([float(stop.requested)], device=device)])
         if ddp:
             dist.all_reduce(stats)
             stats /= world
-        loss, cls, reg, iou = stats.tolist()
+        loss, cls, reg, iou, stopping = stats.tolist()
         record = dict(step=step, epoch=step / steps_per_epoch, lr=lr, loss=loss, cls=cls, reg=reg, iou=iou,
-                      grad_norm=total_norm, **norms)
+                      grad_norm=total_norm, **norms, step_s=time.perf_counter() - tick, data_wait_s=data_wait)
+        waited += data_wait
         epoch_end = step % steps_per_epoch == 0
         if epoch_end and val_set is not None:
             record['val_iou'] = validate(raw_model, val_set, device, ctx, rank, world)
@@ -454,18 +610,25 @@ def train(args):
             eta = (total_steps - step) * args.batch_size / sps
             say(f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) ep {step / steps_per_epoch:.2f} | "
                 f"loss {loss:.3f} (cls {cls:.3f} reg {reg:.3f}) iou {iou:.3f} | lr {lr:.2e} | gnorm {total_norm:.2f} | "
-                f"{sps:.0f} samples/s | ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
+                f"{sps:.0f} samples/s, {100 * waited / elapsed:.0f}% waiting for data | ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
         if 'val_iou' in record:
             say(f"epoch {step // steps_per_epoch}: held-out mean IoU {record['val_iou']:.3f}")
-        if epoch_end or step == total_steps or (args.ckpt_every and step % args.ckpt_every == 0):
+        if epoch_end or step == total_steps or (args.ckpt_every and step % args.ckpt_every == 0) or stopping:
             rngs = [rng_state()]
             if ddp:
                 rngs = [None] * world
                 dist.all_gather_object(rngs, rng_state())
             if master:
-                save_checkpoint(run_dir, raw_model, optimizer, step, args, rngs)
+                save_checkpoint(run_dir, raw_model, optimizer, scaler, step, args, rngs)
         if args.kill_at == step:
             os.kill(os.getpid(), signal.SIGKILL)
+        if stopping:
+            say(f"stopped by Ctrl-C at step {step}/{total_steps}; checkpoint: {os.path.join(run_dir, 'ckpt.pt')}\n"
+                f"resume with: {resume_command(argv, run_dir, world)}")
+            if ddp:
+                dist.destroy_process_group()
+            raise SystemExit(130)  # the shell's code for a run ended by Ctrl-C
+    stop.restore()
 
     # every rank must end with the same weights; a mismatch means a broken gradient sync
     digest = hashlib.sha1(b''.join(v.float().cpu().numpy().tobytes() for v in lorat.trainable_state_dict(raw_model).values())).hexdigest()
@@ -473,17 +636,17 @@ def train(args):
     if ddp:
         digests = [None] * world
         dist.all_gather_object(digests, digest)
+        dist.destroy_process_group()  # no collective after this: rank 0's writing below cannot time out the others
     if master:
         log.write(json.dumps(dict(step=step, done=True, rank_hashes=digests, minutes=(time.time() - t0) / 60)) + '\n')
         log.close()
         ckpt = os.path.join(run_dir, 'ckpt.pt')
         if not os.path.exists(ckpt):  # a resumed run that had nothing left to do
-            save_checkpoint(run_dir, raw_model, optimizer, step, args, [rng_state()])
-        say(f"checkpoint: {ckpt}" + (f" (needs its backbone {args.weights})" if mode == 'lora' else ''))
+            save_checkpoint(run_dir, raw_model, optimizer, scaler, step, args, [rng_state()])
+        say(f"checkpoint: {ckpt}" + (f" (only what was trained; its backbone is {args.weights})" if mode == 'lora' else ''))
+        del optimizer  # its state (2x the trained tensors) is not needed to export
         if args.export:
             say(f"merged export: {export(run_dir, raw_model)}")
-    if ddp:
-        dist.destroy_process_group()
     return run_dir, raw_model
 
 # -----------------------------------------------------------------------------
@@ -493,9 +656,15 @@ def train(args):
 def benchmark_mode(args):
     """A few training steps of one mode on random inputs; prints one JSON line (run in a fresh process,
     so that peak RSS is this mode's alone)."""
-    device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
-    if device == 'cpu' and args.threads:
+    device = lorat.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    cuda = torch.device(device).type == 'cuda'  # compared by type: 'cuda:0' is CUDA too
+    if cuda:
+        torch.cuda.set_device(device)
+    elif args.threads:
         torch.set_num_threads(args.threads)
+    dtype = args.dtype or ('fp32' if not cuda else 'bf16' if torch.cuda.is_bf16_supported() else 'fp16')
+    if dtype == 'fp16' and not cuda:
+        raise SystemExit("error: --dtype fp16 is for GPUs without bf16; on the CPU use fp32 or bf16")
     torch.manual_seed(0)
     lora = args.bench_mode == 'lora'
     model = lorat.build_model(args.size, args.res, lora_rank=args.lora_rank if lora else 0).to(device)
@@ -506,20 +675,20 @@ def benchmark_mode(args):
     x = torch.randn(B, 3, cfg.search_size, cfg.search_size, device=device)
     z_mask = torch.zeros(B, cfg.template_grid, cfg.template_grid, dtype=torch.long, device=device)
     gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(B, 1)
-    dtype = args.dtype or ('bf16' if device == 'cuda' else 'fp32')
-    ctx = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == 'bf16')
+    ctx = torch.autocast(torch.device(device).type, dtype=DTYPES[dtype], enabled=dtype != 'fp32')
+    sync = torch.cuda.synchronize if cuda else (lambda: None)  # CUDA runs behind Python: wait for it
     times = []
     for i in range(2 + args.bench_steps):  # 2 warm-up steps
+        sync()  # the kernels still queued are not this step's time
         t = time.perf_counter()
         with ctx:
             score, boxes = model(z, x, z_mask)
         lorat.lorat_loss(score, boxes, gt)[0].backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        if device == 'cuda':
-            torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t)
-    peak = torch.cuda.max_memory_allocated() if device == 'cuda' else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = torch.cuda.max_memory_allocated(device) if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(json.dumps(dict(mode=args.bench_mode, step_ms=1e3 * float(np.median(times[2:])), peak_gb=peak / 1e9,
                           trainable_m=trainable / 1e6, device=device, dtype=dtype)))
@@ -529,7 +698,8 @@ def benchmark(args):
     res = {}
     for mode in ('lora', 'full'):
         cmd = [sys.executable, os.path.abspath(__file__), '--benchmark', '--bench-mode', mode, '--size', args.size,
-               '--batch-size', str(args.batch_size), '--bench-steps', str(args.bench_steps), '--lora-rank', str(args.lora_rank)]
+               '--batch-size', str(args.batch_size), '--bench-steps', str(args.bench_steps),
+               '--lora-rank', str(args.lora_rank or RECIPES['lorat']['lora_rank'])]
         for flag, value in (('--res', args.res), ('--dtype', args.dtype), ('--device', args.device), ('--threads', args.threads)):
             cmd += [flag, str(value)] if value is not None else []
         # glibc raises its mmap threshold as tensors are freed and then keeps freed memory in the heap, so
@@ -540,7 +710,7 @@ def benchmark(args):
             raise SystemExit(f"error: the {mode} benchmark failed: {out.stderr.strip().splitlines()[-1]}")
         res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
     lo, fu = res['lora'], res['full']
-    memory = 'max allocated' if lo['device'] == 'cuda' else 'peak RSS of the process'
+    memory = 'max allocated' if lo['device'].startswith('cuda') else 'peak RSS of the process'
     print(f"{args.size}-{lorat.make_config(args.size, args.res).res}, batch {args.batch_size}, {lo['dtype']} on {lo['device']}; memory = {memory}")
     for r in (lo, fu):
         print(f"  {r['mode']:<5} trainable {r['trainable_m']:7.2f}M  step {r['step_ms']:8.1f} ms  memory {r['peak_gb']:6.2f} GB")
@@ -555,9 +725,12 @@ def main(argv=None):
             return benchmark_mode(args)
         if args.benchmark:
             return benchmark(args)
-        return train(args)
+        return train(args, argv)
     except (ValueError, FileNotFoundError) as e:  # unknown size, resolution, head, dataset...
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:  # the second Ctrl-C
+        print("stopped at once: --resume continues from the last checkpoint", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """evaluate.py: hand-computed metrics under pytracking's and the got10k toolkit's rules, result-file
 matching, report files, server zips, resumable runs, and `run` end to end on a synthetic mini-benchmark."""
 import json
+import os
 import sys
 import zipfile
 from dataclasses import asdict
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import data  # noqa: E402
 import evaluate as ev  # noqa: E402
 
 # four frames of a 100x100 target that does not move
@@ -287,3 +289,189 @@ def test_efficiency_marks_out_of_memory(monkeypatch):
         raise torch.OutOfMemoryError("CUDA out of memory")
     monkeypatch.setattr(lorat, 'build_model', too_big)
     assert ev.measure_fps('g', 378, 'cpu') == 'OOM'
+
+
+# ----------------------------------------------------------------------------- one model per result folder
+
+def tiny_export(path, seed):
+    """A merged T export whose head answers one fixed box in every cell, whatever it sees: seed 0 the
+    previous box again (the target stays found while it moves slowly), seed 1 a box half its size."""
+    import lorat
+    torch.manual_seed(seed)
+    model = lorat.build_model('T', lora_rank=0)
+    ltrb = torch.tensor([0.0625, 0.0625, 0.1875, 0.1875]) if seed == 0 else torch.tensor([0.0, 0.0, 0.0625, 0.0625])
+    with torch.no_grad():  # the tracker picks the center cell (3, 3) of 8x8 (flat score, Hann window): its box
+        model.head.cls_mlp.layers[2].weight.zero_()
+        model.head.reg_mlp.layers[2].weight.zero_()
+        model.head.reg_mlp.layers[2].bias.copy_(torch.logit(ltrb.clamp(1e-4, 1 - 1e-4)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({'config': asdict(model.cfg), 'model': model.state_dict(), 'merged': True}, path)
+    return str(path)
+
+
+SYNTHETIC = ['--dataset', 'synthetic', '--num', '2', '--length', '6']
+
+
+def test_two_exports_evaluated_one_after_the_other_give_two_score_sets(tmp_path, monkeypatch):
+    """Both are runs/<name>/export.pt: the default folders differ (run name and hash), so the second model
+    is tracked, not skipped as finished with the first one's results."""
+    monkeypatch.chdir(tmp_path)
+    a, b = tiny_export(tmp_path / 'runs' / 'a' / 'export.pt', 0), tiny_export(tmp_path / 'runs' / 'b' / 'export.pt', 1)
+    first = ev.main(['run', *SYNTHETIC, '--weights', 'runs/a/export.pt'])
+    second = ev.main(['run', *SYNTHETIC, '--weights', 'runs/b/export.pt'])
+    sha = {w: ev.model_record(w)['weights_sha256'] for w in (a, b)}
+    assert first[0]['name'] == f"a-export-{sha[a][:8]}_synthetic" and second[0]['name'] == f"b-export-{sha[b][:8]}_synthetic"
+    assert first[0]['figures'] != second[0]['figures']
+    record = json.loads((tmp_path / 'results' / second[0]['name'] / ev.MODEL_RECORD).read_text())
+    assert record['weights'] == b and record['weights_sha256'] == sha[b] and record['dtype'] == 'fp32'
+    assert ev.main(['run', *SYNTHETIC, '--weights', a]) == first  # the same model again: resumed, nothing re-tracked
+
+
+def test_a_result_folder_of_another_model_is_refused_or_retracked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    a, b = tiny_export(tmp_path / 'a.pt', 0), tiny_export(tmp_path / 'b.pt', 1)
+    out = tmp_path / 'results' / 'mine'
+    ev.main(['run', *SYNTHETIC, '--weights', a, '--out', str(out)])
+    with pytest.raises(SystemExit) as e:
+        ev.main(['run', *SYNTHETIC, '--weights', b, '--out', str(out)])
+    text = str(e.value.code)
+    assert text.startswith(f"error: {out} holds results of {a}") and f"not of {b}" in text and '--retrack' in text
+    assert '\n' not in text
+    with pytest.raises(SystemExit, match='--retrack'):  # another dtype is another model's results too
+        ev.main(['run', *SYNTHETIC, '--weights', a, '--out', str(out), '--dtype', 'bf16'])
+    retracked = ev.main(['run', *SYNTHETIC, '--weights', b, '--out', str(out), '--retrack'])
+    fresh = ev.main(['run', *SYNTHETIC, '--weights', b, '--out', str(tmp_path / 'results' / 'fresh')])
+    assert retracked[0]['figures'] == fresh[0]['figures']
+    legacy = tmp_path / 'results' / 'legacy'  # results that do not say which model made them
+    legacy.mkdir()
+    (legacy / 'some_seq.txt').write_text('1,2,3,4\n')
+    with pytest.raises(SystemExit, match='holds results of a model it does not record'):
+        ev.main(['run', *SYNTHETIC, '--weights', a, '--out', str(legacy)])
+
+
+def test_short_and_empty_results_are_scored_with_a_warning_each(tmp_path, capsys):
+    seqs = ev.open_sequences('synthetic', split='test', num=3, length=4)
+    res = tmp_path / 'res'
+    res.mkdir()
+    (res / f"{seqs[0].name}.txt").write_text('')
+    (res / f"{seqs[1].name}.txt").write_text(''.join(f"{x},{y},{w},{h}\n" for x, y, w, h in seqs[1].boxes[:2]))
+    (res / f"{seqs[2].name}.txt").write_text(''.join(f"{x},{y},{w},{h}\n" for x, y, w, h in seqs[2].boxes))
+    ev.score([res], seqs, 'synthetic')
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 2 and all(w.startswith('warning: ') for w in warnings)
+    assert f"{seqs[0].name}.txt: 0 boxes for 4 frames" in warnings[0] and f"{seqs[1].name}.txt: 2 boxes for 4 frames" in warnings[1]
+
+
+def test_score_of_a_partial_lasot_needs_the_flag(tmp_path, capsys):
+    names = data.read_split('lasot_test_split.txt')[:2]
+    res = tmp_path / 'res'
+    res.mkdir()
+    for n in names:
+        write_lasot(tmp_path / 'LaSOT', n, GT)
+        (res / f"{n}.txt").write_text(''.join(f"{x},{y},{w},{h}\n" for x, y, w, h in GT))
+    with pytest.raises(SystemExit) as e:
+        ev.main(['score', '--dataset', 'lasot', '--root', str(tmp_path / 'LaSOT'), '--results', str(res), '--json'])
+    text = str(e.value.code)
+    assert 'lasot_test_split.txt' in text and '278 of the 280' in text and '--partial' in text and '\n' not in text
+    out = ev.main(['score', '--dataset', 'lasot', '--root', str(tmp_path / 'LaSOT'), '--results', str(res), '--partial',
+                   '--report', str(tmp_path / 'rep'), '--json'])
+    assert out[0]['sequences'] == 2 and 'using 2 of the 280 LaSOT test sequences' in capsys.readouterr().err
+
+
+def test_the_scripts_import_one_way():
+    """lorat <- data <- track <- evaluate (and train <- lorat, data): no file imports one above it, anywhere in it."""
+    import ast
+    root = Path(__file__).resolve().parents[1]
+    allowed = {'lorat': set(), 'data': {'lorat'}, 'track': {'lorat', 'data'}, 'evaluate': {'lorat', 'data', 'track'},
+               'train': {'lorat', 'data'}}
+    for name, ok in allowed.items():
+        tree = ast.parse((root / f'{name}.py').read_text())
+        found = {a.name.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+        found |= {node.module.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+        assert found & set(allowed) <= ok, f"{name}.py imports {sorted(found & set(allowed) - ok)}"
+
+
+# ----------------------------------------------------------------------------- the README's commands, as written
+
+def write_frames(folder, boxes, name=lambda i: f"{i + 1:08d}.jpg", size=(160, 120)):
+    """JPEG frames of a textured square moving through the boxes (x, y, w, h), over a grey background."""
+    from PIL import Image, ImageDraw
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for i, (x, y, w, h) in enumerate(boxes):
+        im = Image.new('RGB', size, (90, 100, 110))
+        ImageDraw.Draw(im).rectangle([x, y, x + w, y + h], fill=(220, 40, 40), outline=(20, 20, 200), width=3)
+        im.save(Path(folder) / name(i))
+
+
+def box_text(boxes):
+    return ''.join(f"{x},{y},{w},{h}\n" for x, y, w, h in boxes)
+
+
+def standin_data(root):
+    """Tiny trees in the published layouts of the paper's mix and LaSOT's test split, with real JPEGs."""
+    boxes = np.array([[40 + 4 * i, 30 + 2 * i, 30, 24] for i in range(4)], dtype=np.float64)
+    for n in data.read_split('lasot_train_split.txt')[:2] + data.read_split('lasot_test_split.txt')[:2]:
+        folder = root / 'LaSOT' / n.split('-')[0] / n
+        write_frames(folder / 'img', boxes)
+        (folder / 'groundtruth.txt').write_text(box_text(boxes))
+    train_ids = [int(i) for i in data.read_split('got10k_vot_train_split.txt')[:2] + data.read_split('got10k_vot_val_split.txt')[:1]]
+    names = [f"GOT-10k_Train_{i + 1:06d}" for i in train_ids]
+    for n in names:
+        write_frames(root / 'GOT-10k' / 'train' / n, boxes)
+        (root / 'GOT-10k' / 'train' / n / 'groundtruth.txt').write_text(box_text(boxes))
+    (root / 'GOT-10k' / 'train' / 'list.txt').write_text('\n'.join(sorted(names)))
+    (root / 'TrackingNet' / 'TRAIN_0' / 'anno').mkdir(parents=True)
+    (root / 'TrackingNet' / 'TRAIN_0' / 'anno' / 'a.txt').write_text(box_text(boxes))
+    write_frames(root / 'TrackingNet' / 'TRAIN_0' / 'frames' / 'a', boxes, name=lambda i: f"{i}.jpg")
+    write_frames(root / 'COCO' / 'train2017', boxes[:1], name=lambda i: '000000000001.jpg')
+    (root / 'COCO' / 'annotations').mkdir(parents=True)
+    (root / 'COCO' / 'annotations' / 'instances_train2017.json').write_text(json.dumps(
+        {'images': [{'id': 1, 'file_name': '000000000001.jpg'}],
+         'annotations': [{'image_id': 1, 'bbox': boxes[0].tolist(), 'iscrowd': 0}]}))
+
+
+def readme_command(start):
+    """The README's 'Using it' command line that starts with `start`, as argv (continuation lines joined)."""
+    import shlex
+    text = (Path(__file__).resolve().parents[1] / 'README.md').read_text().replace('\\\n', ' ')
+    (line,) = [line for line in text.splitlines() if line.startswith(start)]
+    return shlex.split(line.split('  #')[0])
+
+
+def test_the_readme_train_track_evaluate_commands_work_as_written(tmp_path):
+    """On stand-in data: the README's torchrun line (one process, size T on a stand-in DINOv2 file, a few
+    steps; --partial for the trees' few sequences), then its track and evaluate lines verbatim but for
+    the data root (and --partial): runs/L378/export.pt is what the later commands read."""
+    import subprocess
+    import lorat
+    root = Path(__file__).resolve().parents[1]
+    standin_data(tmp_path / 'data')
+    model = lorat.build_model('T', lora_rank=0)  # a stand-in backbone file in DINOv2's layout
+    backbone = {k: v for k, v in model.state_dict().items() if not k.startswith(('head.', 'token_type_embed', 'pos_embed'))}
+    backbone.update(cls_token=torch.zeros(1, 1, 128), mask_token=torch.zeros(1, 128), pos_embed=torch.randn(1, 1 + 37 * 37, 128))
+    torch.save(backbone, tmp_path / 'dinov2_vitt14.pth')
+    clip = np.array([[120 + 2 * i, 80 + i, 60, 40] for i in range(8)], dtype=np.float64)
+    write_frames(tmp_path / 'frames', clip, size=(320, 240))
+    from PIL import Image
+    data.write_mp4(str(tmp_path / 'video.mp4'), (np.asarray(Image.open(p)) for p in sorted((tmp_path / 'frames').iterdir())))
+
+    def run(argv):
+        argv = [str(tmp_path / 'data') + a[len('/data'):] if a.startswith('/data') else a for a in argv]
+        if argv[0] == 'torchrun':  # one process here
+            argv = ['python'] + argv[2:]
+        env = {k: v for k, v in os.environ.items() if k not in ('LORAT_DATA', 'DISPLAY', 'WAYLAND_DISPLAY')}
+        out = subprocess.run([sys.executable, str(root / argv[1]), *argv[2:]], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, f"{' '.join(argv)}\n{out.stderr[-3000:]}"
+        return out
+
+    train = readme_command('torchrun --nproc_per_node=8 train.py')
+    i = train.index('--size')
+    train[i:i + 4] = ['--size', 'T']  # --size L --res 378 -> T at its default resolution
+    run(train + ['--weights', str(tmp_path / 'dinov2_vitt14.pth'), '--partial', '--epochs', '2', '--samples-per-epoch', '8',
+                 '--batch-size', '4', '--val-samples', '4', '--threads', '1', '--workers', '0'])
+    assert (tmp_path / 'runs' / 'L378' / 'export.pt').is_file()
+    out = run(readme_command('python track.py video.mp4 --init'))
+    assert out.stdout.strip().splitlines()[-1] == 'annotated video: video_lorat.mp4' and (tmp_path / 'video_lorat.mp4').is_file()
+    out = run(readme_command('python evaluate.py run --dataset lasot') + ['--partial'])
+    assert 'AUC' in out.stdout and '(2 seqs)' in out.stdout

@@ -72,11 +72,45 @@ def test_cli_tracks_a_video_end_to_end(world):
 def test_cli_tracks_an_image_folder(world, tmp_path):
     for i in range(4):
         Image.fromarray(world['clip'].frame(i)).save(tmp_path / f'{i:08d}.jpg')
-    boxes = tmp_path / 'b.txt'
-    r = run_cli(tmp_path, '--weights', world['weights'], '--init', world['init'], '--boxes', boxes)
+    boxes, here = tmp_path / 'b.txt', tmp_path / 'here'
+    here.mkdir()
+    r = run_cli(tmp_path, '--weights', world['weights'], '--init', world['init'], '--boxes', boxes, cwd=here)
     assert r.returncode == 0, r.stderr
     assert len(boxes.read_text().splitlines()) == 4
-    assert count_frames(f'{tmp_path}_lorat.mp4') == 4  # next to the folder
+    assert count_frames(here / f'{tmp_path.name}_lorat.mp4') == 4  # in the current folder, not next to the input
+    assert not os.path.exists(f'{tmp_path}_lorat.mp4')
+
+
+def test_the_annotated_video_goes_to_the_current_folder_and_never_over_the_input(world, tmp_path):
+    read_only = tmp_path / 'dataset'
+    read_only.mkdir()
+    video = read_only / 'clip.mp4'
+    video.write_bytes(world['video'].read_bytes())
+    os.symlink(video, tmp_path / 'link.mp4')
+    read_only.chmod(0o555)  # a dataset folder the user cannot write to
+    try:
+        r = run_cli(video, '--weights', world['weights'], '--init', world['init'], cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip().splitlines()[-1] == 'annotated video: clip_lorat.mp4'
+        assert count_frames(tmp_path / 'clip_lorat.mp4') == FRAMES
+        for out in (video, tmp_path / 'link.mp4', f'{read_only}/../dataset/clip.mp4'):
+            r = run_cli(video, '--weights', world['weights'], '--init', world['init'], '--out', out, cwd=tmp_path)
+            assert r.returncode != 0 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert f'--out {out} is the input video itself' in r.stderr
+        r = run_cli(video, '--weights', world['weights'], '--init', world['init'], '--boxes', tmp_path / 'link.mp4')
+        assert r.returncode != 0 and '--boxes' in r.stderr and 'input video itself' in r.stderr
+        assert video.read_bytes() == world['video'].read_bytes()
+    finally:
+        read_only.chmod(0o755)
+
+
+@pytest.mark.parametrize('device, message', [('gpu', '--device gpu: not a device'),
+                                             pytest.param('cuda', 'no CUDA GPU is visible', marks=pytest.mark.skipif(
+                                                 torch.cuda.is_available(), reason='a GPU is visible'))])
+def test_bad_device_is_one_line(world, device, message):
+    r = run_cli(world['video'], '--weights', world['weights'], '--init', world['init'], '--device', device)
+    assert r.returncode != 0 and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert message in r.stderr
 
 
 @pytest.mark.parametrize('init, message', [('1,2,3', 'four numbers'), ('a,b,c,d', 'four numbers'),

@@ -1,6 +1,8 @@
 """train.py on the CPU, tiny: size T, a few steps of small batches on the synthetic world."""
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 
@@ -14,10 +16,13 @@ import train  # noqa: E402
 
 TINY = ['--samples-per-epoch', '16', '--batch-size', '8', '--epochs', '2', '--val-samples', '8', '--threads', '1',
         '--workers', '0', '--log-every', '1000']
+SCRATCH = [*TINY, '--scratch']
 
 
 def run(tmp_path, name, *flags):
-    return train.main([*TINY, '--out', str(tmp_path), '--name', name, *flags])
+    """A tiny run from scratch (flags may override; --weights turns --scratch off)."""
+    base = TINY if '--weights' in flags else SCRATCH
+    return train.main([*base, '--out', str(tmp_path), '--name', name, *flags])
 
 
 def cli(*argv, **kwargs):
@@ -34,11 +39,12 @@ def log(tmp_path, name):
     return [json.loads(line) for line in open(tmp_path / name / 'log.jsonl')]
 
 
-def fake_dinov2(path):
-    """A DINOv2-layout file of width 128 and depth 4 (size T): random weights, the official key layout."""
-    model = lorat.build_model('T', lora_rank=0)
+def fake_dinov2(path, size='T'):
+    """A DINOv2-layout file of a size (T: width 128, depth 4): random weights, the official key layout."""
+    model = lorat.build_model(size, 112, lora_rank=0)
+    dim = model.cfg.dim
     sd = {k: v for k, v in model.state_dict().items() if not k.startswith(('head.', 'token_type_embed', 'pos_embed'))}
-    sd.update(cls_token=torch.randn(1, 1, 128), mask_token=torch.zeros(1, 128), pos_embed=torch.randn(1, 1 + 37 * 37, 128))
+    sd.update(cls_token=torch.randn(1, 1, dim), mask_token=torch.zeros(1, dim), pos_embed=torch.randn(1, 1 + 37 * 37, dim))
     torch.save(sd, path)
     return str(path)
 
@@ -83,7 +89,7 @@ def test_gradient_accumulation_2x4_equals_one_batch_of_8(tmp_path):
 
 
 def test_killed_and_resumed_run_is_bit_identical(tmp_path):
-    flags = [sys.executable, 'train.py', *TINY, '--out', str(tmp_path), '--epochs', '3', '--workers', '1']
+    flags = [sys.executable, 'train.py', *SCRATCH, '--out', str(tmp_path), '--epochs', '3', '--workers', '1']
     assert cli(*flags, '--name', 'whole').returncode == 0
     killed = cli(*flags, '--name', 'cut', '--kill-at', '5')  # mid-epoch 3: step 5 is lost
     assert killed.returncode == -9
@@ -99,7 +105,7 @@ def test_killed_and_resumed_run_is_bit_identical(tmp_path):
 
 def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
     out = cli(sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29533', 'train.py',
-              *TINY, '--out', str(tmp_path), '--name', 'ddp', '--epochs', '1')
+              *SCRATCH, '--out', str(tmp_path), '--name', 'ddp', '--epochs', '1')
     assert out.returncode == 0, out.stderr[-2000:]
     hashes = log(tmp_path, 'ddp')[-1]['rank_hashes']
     assert len(hashes) == 2 and hashes[0] == hashes[1]
@@ -113,7 +119,7 @@ def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
 def test_resuming_a_checkpoint_of_another_size_fails_clearly(tmp_path):
     run(tmp_path, 'small', '--epochs', '1')
     with pytest.raises(SystemExit, match=r"cannot resume .* T-112 .* S-224"):
-        run(tmp_path, 'small', '--epochs', '1', '--size', 'S', '--resume', str(tmp_path / 'small'))
+        run(tmp_path, 'small', '--epochs', '1', '--size', 'S', '--data', 'synthetic', '--resume', str(tmp_path / 'small'))
     with pytest.raises(SystemExit, match=r"--batch-size 8 vs 16"):
         run(tmp_path, 'small', '--epochs', '1', '--batch-size', '16', '--resume', str(tmp_path / 'small'))
 
@@ -123,6 +129,14 @@ def test_resuming_a_checkpoint_of_another_size_fails_clearly(tmp_path):
     (['--weights', 'no_such_dinov2.pth'], r'no_such_dinov2.pth'),
     (['--data', 'no_such_dataset', '--data-root', '.'], r'no_such_dataset'),
     (['--res', '300'], r'resolution 300'),
+    # the paper's command with nothing else: it wants real data (and then DINOv2), never the synthetic world from scratch
+    (['--size', 'L', '--res', '378'], r'--data-root DIR or set LORAT_DATA=DIR, DIR holding LaSOT/, GOT-10k/, TrackingNet/, COCO/'),
+    (['--dtype', 'fp17'], r'--dtype fp17: choose one of fp32, bf16, fp16'),
+    (['--scratch', '--dtype', 'fp16', '--device', 'cpu'], r'fp16 is for GPUs without bf16.*on the CPU use fp32 or bf16'),
+    (['--scratch', '--weights', 'x.pth'], r'--scratch .* --weights'),
+    (['--scratch', '--device', 'gpu'], r'--device gpu: not a device'),
+    pytest.param(['--scratch', '--device', 'cuda'], r'--device cuda, but no CUDA GPU is visible',
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU is visible')),
 ])
 def test_bad_input_is_one_line(tmp_path, flags, message):
     out = cli(sys.executable, 'train.py', '--out', str(tmp_path), *flags)
@@ -135,3 +149,155 @@ def test_benchmark_compares_lora_with_full_finetuning(capsys):
     res = train.main(['--benchmark', '--size', 'T', '--bench-steps', '1', '--threads', '1'])
     assert res['lora']['trainable_m'] < res['full']['trainable_m']
     assert res['lora']['peak_gb'] > 0 and 'LoRA / full' in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- defaults, dtypes, devices, faults
+
+def test_without_weights_a_size_takes_dinov2_from_the_hub_cache(tmp_path, monkeypatch):
+    """No --weights, size S: LoRA on dinov2_vits14_pretrain.pth of torch hub's cache, never from scratch;
+    the run ends with a merged export.pt."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    cached = tmp_path / 'torch' / 'hub' / 'checkpoints' / 'dinov2_vits14_pretrain.pth'
+    cached.parent.mkdir(parents=True)
+    fake_dinov2(cached, 'S')
+    run_dir, _ = train.main([*TINY, '--size', 'S', '--res', '112', '--data', 'synthetic', '--epochs', '1',
+                             '--val-samples', '0', '--out', str(tmp_path), '--name', 's'])
+    c = ckpt(tmp_path, 's')
+    assert c['weights'] == str(cached) and c['weights_sha256'] == lorat.file_sha256(cached)
+    assert c['config']['lora_rank'] == train.RECIPES['lorat']['lora_rank']
+    assert c['model'] and all('.lora.' in k or k.startswith(('head.', 'token_type_embed')) for k in c['model'])
+    assert lorat.load_model(os.path.join(run_dir, 'export.pt')).cfg.size == 'S'
+
+
+def test_the_paper_command_offline_names_the_url_and_the_flag(tmp_path, monkeypatch):
+    """`train.py --size L --res 378` with an empty hub cache and no network: one line, the URL and --weights."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    monkeypatch.setattr(lorat, 'DINOV2_URL', 'http://127.0.0.1:9/dinov2_vit{s}14/dinov2_vit{s}14_pretrain.pth')  # nobody listens
+    with pytest.raises(SystemExit) as e:
+        train.main(['--size', 'L', '--res', '378', '--data', 'synthetic', '--out', str(tmp_path), '--threads', '1'])
+    text = str(e.value.code)
+    assert text.startswith('error: cannot download http://127.0.0.1:9/dinov2_vitl14/dinov2_vitl14_pretrain.pth'), text
+    assert '--weights' in text and '\n' not in text
+    assert not list((tmp_path / 'torch').rglob('*.pth'))  # no half file left in the cache
+
+
+def test_bf16_on_the_cpu_is_what_it_says(tmp_path, capsys):
+    run(tmp_path, 'fp32', '--epochs', '1')
+    run(tmp_path, 'bf16', '--epochs', '1', '--dtype', 'bf16')
+    out = capsys.readouterr().out
+    assert 'fp32 on cpu' in out and 'bf16 on cpu' in out
+    a, b = ckpt(tmp_path, 'fp32'), ckpt(tmp_path, 'bf16')
+    assert a['args']['dtype'] == 'fp32' and b['args']['dtype'] == 'bf16'
+    assert any(not torch.equal(a['model'][k], b['model'][k]) for k in a['model'])  # bf16 autocast really ran
+
+
+def test_ctrl_c_saves_this_step_and_prints_the_resume_command(tmp_path):
+    flags = [sys.executable, 'train.py', *SCRATCH, '--out', str(tmp_path), '--epochs', '3', '--workers', '1']
+    assert cli(*flags, '--name', 'whole').returncode == 0
+    stopped = cli(*flags, '--name', 'cut', '--interrupt-at', '3')  # mid-epoch 2: no epoch-end checkpoint here
+    assert stopped.returncode == 130, stopped.stderr
+    assert ckpt(tmp_path, 'cut')['step'] == 3 and not (tmp_path / 'cut' / 'export.pt').exists()
+    last = stopped.stdout.strip().splitlines()[-1]
+    assert last.startswith('resume with: python train.py '), stopped.stdout
+    argv = shlex.split(last[len('resume with: python '):])
+    assert argv[-2:] == ['--resume', str(tmp_path / 'cut')] and '--interrupt-at' not in argv
+    resumed = cli(sys.executable, *argv)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = ckpt(tmp_path, 'whole'), ckpt(tmp_path, 'cut')
+    assert a['step'] == b['step'] == 6
+    for k in a['model']:
+        assert torch.equal(a['model'][k], b['model'][k]), k
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    stop = train.CtrlC()
+    try:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        stop.restore()
+
+
+def test_resuming_a_damaged_or_foreign_checkpoint_is_one_line(tmp_path):
+    run(tmp_path, 'r', '--epochs', '1')
+    path = tmp_path / 'r' / 'ckpt.pt'
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    for resume, message in ((tmp_path / 'r', 'ckpt.pt: the file is damaged'),
+                            (tmp_path / 'r' / 'export.pt', 'not a train.py ckpt.pt')):
+        with pytest.raises(SystemExit) as e:
+            run(tmp_path, 'r', '--epochs', '1', '--resume', str(resume))
+        text = str(e.value.code)
+        assert text.startswith('error: --resume') and message in text and '\n' not in text, text
+
+
+def test_checkpoint_names_its_backbone_by_absolute_path_and_hash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_dinov2(tmp_path / 'dino.pth')
+    run(tmp_path, 'lora', '--weights', 'dino.pth', '--epochs', '1', '--val-samples', '0')  # relative, as typed
+    c, path = ckpt(tmp_path, 'lora'), str(tmp_path / 'lora' / 'ckpt.pt')
+    assert c['weights'] == str(tmp_path / 'dino.pth') and c['weights_sha256'] == lorat.file_sha256('dino.pth')
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    lorat.load_model(path)  # found from another folder
+    os.rename(tmp_path / 'dino.pth', tmp_path / 'moved.pth')
+    with pytest.raises(SystemExit, match=r'its backbone .*dino.pth is not there: pass --backbone FILE'):
+        lorat.load_model(path)
+    assert lorat.load_model(path, backbone=str(tmp_path / 'moved.pth')).cfg.lora_rank == 0
+    other = fake_dinov2(tmp_path / 'other.pth')
+    with pytest.raises(SystemExit, match=r'other.pth is not the backbone .* was trained on .*--backbone'):
+        lorat.load_model(path, backbone=other)
+
+
+def test_export_merges_a_cpu_copy_and_leaves_the_model_alone(tmp_path):
+    torch.manual_seed(0)
+    model = lorat.build_model('T', lora_rank=4).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if '.lora.' in name:
+                p.normal_(0, 0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    merged = lorat.load_model(train.export(str(tmp_path), model))
+    after = model.state_dict()
+    assert model.cfg.lora_rank == 4 and after.keys() == before.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the training model is untouched
+    cfg = model.cfg
+    z, x = torch.randn(2, 3, cfg.template_size, cfg.template_size), torch.randn(2, 3, cfg.search_size, cfg.search_size)
+    z_mask = torch.randint(0, 2, (2, cfg.template_grid, cfg.template_grid))
+    with torch.no_grad():
+        (s, b), (s_ref, b_ref) = merged(z, x, z_mask), model(z, x, z_mask)
+    assert torch.allclose(s, s_ref, atol=1e-4) and torch.allclose(b, b_ref, atol=1e-5)
+
+
+def test_loader_workers_per_rank_count_the_ranks_of_this_node(monkeypatch):
+    monkeypatch.setattr(os, 'cpu_count', lambda: 16)
+    assert train.default_workers('cuda:3', local_world=8) == 2  # 8 ranks share this node's 16 cores
+    assert train.default_workers('cuda:0', local_world=1) == 8 and train.default_workers('cpu', 1) == 1
+
+
+def test_deterministic_flag_turns_on_deterministic_kernels(monkeypatch):
+    monkeypatch.setenv('CUBLAS_WORKSPACE_CONFIG', 'x')
+    monkeypatch.delenv('CUBLAS_WORKSPACE_CONFIG')  # unset now, unset again after the test
+    threads = torch.get_num_threads()
+    try:
+        train.setup(train.parse_args(['--scratch', '--deterministic', '--device', 'cpu', '--threads', '1']))
+        assert torch.are_deterministic_algorithms_enabled() and os.environ['CUBLAS_WORKSPACE_CONFIG'] == ':4096:8'
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
+
+
+def test_a_short_got10k_list_is_one_line_without_partial(tmp_path):
+    """LoRAT's mix reads GOT-10k's vot_train split, indices into the official 9335-line train/list.txt."""
+    split = open(os.path.join(ROOT, 'splits', 'got10k_vot_train_split.txt')).read().split()[:2]
+    names = [f"GOT-10k_Train_{int(i) + 1:06d}" for i in split]
+    for n in names:
+        os.makedirs(tmp_path / 'GOT-10k' / 'train' / n)
+        (tmp_path / 'GOT-10k' / 'train' / n / 'groundtruth.txt').write_text('1,2,30,20\n')
+    (tmp_path / 'GOT-10k' / 'train' / 'list.txt').write_text('\n'.join(names))
+    out = cli(sys.executable, 'train.py', '--scratch', '--data', 'got10k,synthetic', '--data-root', str(tmp_path),
+              '--out', str(tmp_path / 'runs'))
+    assert out.returncode != 0 and 'Traceback' not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert str(tmp_path / 'GOT-10k' / 'train' / 'list.txt') in out.stderr and 'pass --partial to use the 2 present' in out.stderr
