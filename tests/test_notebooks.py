@@ -50,6 +50,24 @@ def test_02_decoupled_embedding(tmp_path):
     assert c['template_slice_equal'] and c['embed_err'] == 0.0
     assert c['fg_cells'] == c['fg_cells_expected'] > 0
     assert c['separate_trains_pos'] and not c['decoupled_trains_pos']
+    a = c['ablation']  # the measured ablation: one short train.py run per row on the shipped backbone
+    assert set(a) == {'separate', 'shared', 'type', 'lorat', 'lorat-seed1', 'full'}
+    for name, r in a.items():
+        assert r['steps'] == 2 and r['sha256_match'], name  # every row adapted the shipped T backbone
+        assert 0 <= r['suc'] <= 100 and r['step_s'] > 0 and r['peak_gb'] > 0.05, (name, r)
+    lora = [n for n in a if n != 'full']
+    assert all(a[n]['trains'] < a['full']['trains'] for n in lora)
+    assert a['type']['trains'] == a['lorat']['trains'] == a['shared']['trains'] + 3 * 128  # fg: free; types: 3 x C
+    # separate embeddings train both position tables and so move them; every other LoRA row leaves the backbone
+    # exactly as shipped outside the merged LoRA updates; full fine-tuning moves it all
+    assert a['separate']['moved_outside_blocks'] == ['pos_embed', 'template_pos_embed']
+    assert {'pos_embed', 'template_pos_embed'} <= set(a['separate']['trains_outside_blocks'])
+    for n in lora:
+        assert a[n]['trains_in_blocks'] == 0 and a[n]['moved_frozen_in_blocks'] == 0, n
+        assert n == 'separate' or a[n]['moved_outside_blocks'] == [], n
+    assert a['full']['trains_in_blocks'] > 0 and a['full']['moved_frozen_in_blocks'] > 0
+    assert 'patch_embed.proj.weight' in a['full']['moved_outside_blocks']
+    assert not (tmp_path / 'latest').exists()  # the notebook's runs leave runs/latest alone
 
 
 def test_03_gradient_norm(tmp_path):
@@ -59,7 +77,9 @@ def test_03_gradient_norm(tmp_path):
         for key in ('grad_norm', 'grad_norm/lora', 'grad_norm/head'):
             for half in ('first half', 'second half'):
                 assert 0 < c['summary'][key][half][head] < 1e6, (head, key, half)
-    assert (tmp_path / 'notebook03' / 'backbone-T.pth').exists()
+    for head, b in c['backbone'].items():  # both runs adapted the shipped backbone and left it frozen
+        assert b['sha256_match'] and b['trained_only_lora_type_head'] and b['untouched_equal'], (head, b)
+        assert b['merged_moved'] > 0 and b['rebuild_err'] < 1e-5, (head, b)  # export = the file + merged LoRA
     assert not (tmp_path / 'latest').exists()  # the notebook's runs leave runs/latest alone
 
 
@@ -75,6 +95,10 @@ def test_04_tracking(tmp_path):
     assert c['score_map_shape'] == [8, 8]  # T-112: one score per search token
     assert 0 <= c['AUC'] <= 100 and 0 <= c['P'] <= 100  # evaluate.py scored the synthetic test clips
     assert c['video_frames'] == 6
+    # no earlier run in runs/: the notebook trained a short run of the default recipe on the shipped backbone
+    assert c['weights'].endswith('notebook04/lora-T/export.pt')
+    assert 'LoRA on weights/lorat-T-backbone.pth' in c['how_trained']
+    assert not (tmp_path / 'latest').exists()  # ... and left runs/latest alone
 
 
 @pytest.mark.parametrize('name', NOTEBOOKS)

@@ -6,6 +6,11 @@
 # notebook takes the layer apart: what it computes, its rank and scale, the two initializations, why
 # merging it into `W` is exact, and what it saves (parameters, training memory).
 #
+# This project's own size T (128 wide, 4 blocks) has no DINOv2; its frozen `W`s come from the shipped
+# `weights/lorat-T-backbone.pth`, a T backbone pre-trained on the synthetic world in DINOv2's checkpoint
+# layout, which plays DINOv2's role at a scale a CPU can train. `python train.py` with no arguments is
+# the paper's recipe on it: LoRA (rank 16 for T) on every block linear layer, a fresh type table and head.
+#
 # Every formula names the function that implements it; `where(f)` prints the live file and line.
 # Runs top to bottom on a CPU in about a minute (`LORAT_QUICK=1`: fewer variants, for CI).
 
@@ -111,12 +116,14 @@ for init in ('bert', 'lora'):
 # `lorat.add_lora` puts one on every linear layer inside the blocks: q, k and v (three adapters on
 # DINOv2's fused `attn.qkv`, `lorat.FusedQKV`), the attention output `attn.proj`, and the FFN's `fc1`,
 # `fc2` (`w12`, `w3` for ViT-g). `lorat.mark_trainable` then freezes everything except LoRA, the token
-# type table and the head. The names are the official release's:
+# type table and the head. The names are the official release's. Below, size T with train.py's
+# rank for it, its frozen weights loaded from the shipped backbone (`lorat.load_dinov2`):
 
 # %%
 where(lorat.add_lora)
 where(lorat.mark_trainable, show=False)
-model = lorat.build_model('T')  # this project's small size: 128 wide, 4 blocks
+model = lorat.build_model('T', lora_rank=16)  # this project's small size: 128 wide, 4 blocks
+lorat.load_dinov2(model, lorat.default_backbone('T'))
 for name, p in model.named_parameters():
     if name.startswith('blocks.0.') and '.lora.' in name:
         print(f"  {name:<28} {str(tuple(p.shape)):<12} trainable={p.requires_grad}")

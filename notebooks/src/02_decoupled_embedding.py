@@ -13,13 +13,18 @@
 #   foreground row marks the template cells the target covers (`lorat.template_fg_mask`).
 #
 # The alternative it replaces (OSTrack's): *separate* position tables for template and search, both
-# trained — which LoRA's low-rank update has to work around. Set `LORAT_DINOV2=/path/dinov2_vit{s,b}14_pretrain.pth`
-# to see DINOv2's real grid; without it a 2-D sine-cosine grid stands in (`lorat.sincos_pos_embed`).
+# trained — which LoRA's low-rank update has to work around.
+#
+# The backbone is the shipped `weights/lorat-T-backbone.pth` (`lorat.T_BACKBONE`): a size-T ViT
+# pre-trained on this project's synthetic world and stored in DINOv2's checkpoint layout. It plays
+# DINOv2's role at a scale a CPU can train, and `python train.py` adapts it by default with the paper's
+# recipe. Section 8 measures the paper's ablation on it. Set `LORAT_DINOV2=/path/dinov2_vit{s,b}14_pretrain.pth`
+# to see DINOv2's real grid in sections 1–6.
 
 # %%
+import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import matplotlib.patches as patches
@@ -28,13 +33,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-QUICK = os.environ.get('LORAT_QUICK', '0') == '1'  # CI: same code, nothing here is slow anyway
+QUICK = os.environ.get('LORAT_QUICK', '0') == '1'  # CI: section 8's runs take a few steps; the rest is the same
 DINOV2 = os.environ.get('LORAT_DINOV2')  # optional: a real DINOv2 checkpoint
 ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
+RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
 sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
 import data  # noqa: E402
 import lorat  # noqa: E402
-from nbhelp import where  # noqa: E402  (prints a function's file:line and source)
+from nbhelp import evaluate_synthetic, rel, train_run, where  # noqa: E402  (where: a function's file:line and source)
 
 plt.rcParams.update({'figure.dpi': 80, 'savefig.dpi': 80})
 torch.manual_seed(0)
@@ -46,31 +52,25 @@ print(f"mode: {'quick (LORAT_QUICK=1)' if QUICK else 'full'}")
 # ## 1. The model and its "pre-trained" grid
 #
 # At the paper's 224 resolution the template crop is 112 px (8×8 patches of 14 px) and the search crop
-# 224 px (16×16). `lorat.load_dinov2` takes DINOv2's 37×37 grid (it was trained at 518 px), drops the
-# cls entry and resizes it **once**, bicubic, to the search grid (`lorat.resize_pos_embed`). Without a
-# DINOv2 file we build a checkpoint in DINOv2's layout whose grid is a 37×37 sine-cosine grid and load
-# it through the same code, so both variants below get their grids exactly as they would from DINOv2.
+# 224 px (16×16). `lorat.load_dinov2` takes the backbone's position grid, drops its cls entry and
+# resizes it **once**, bicubic, to the search grid (`lorat.resize_pos_embed`). DINOv2's grid is 37×37
+# (it was trained at 518 px); the shipped T backbone's is 8×8 (it was trained at 112 px), and it goes
+# through the same code: both variants below get their grids exactly as they would from DINOv2.
 
 # %%
 where(lorat.resize_pos_embed, show=False)
 where(lorat.load_dinov2, show=False)
-if DINOV2:
-    size = lorat.size_of_state_dict(lorat.read_state_dict(DINOV2))
-    backbone = DINOV2
-else:
-    size = 'T'  # 128 wide: every picture below is the same for any width
-    stand_in = lorat.build_model(size, 224, lora_rank=0)
-    sd = {k: v for k, v in stand_in.state_dict().items() if not k.startswith(('head.', 'token_type_embed', 'pos_embed'))}
-    C = stand_in.cfg.dim
-    sd['pos_embed'] = torch.cat([torch.zeros(1, 1, C), lorat.sincos_pos_embed(lorat.DINOV2_GRID, C)], dim=1)  # (1, 1+37*37, C)
-    backbone = os.path.join(tempfile.mkdtemp(), 'dinov2_layout_stand_in.pth')
-    torch.save(sd, backbone)
+backbone = DINOV2 or lorat.default_backbone('T')
+sd = lorat.read_state_dict(backbone)
+native = sd['pos_embed'][0, 1:]  # (n*n, C): the backbone's grid, its cls entry dropped
+n = int(len(native) ** 0.5)
+size = lorat.size_of_state_dict(sd)
 model = lorat.build_model(size, 224)
 lorat.load_dinov2(model, backbone)
 cfg = model.cfg
 gz, gx, C = cfg.template_grid, cfg.search_grid, cfg.dim
 print(f"{size}-224: template {cfg.template_size} px -> {gz}x{gz} tokens, search {cfg.search_size} px -> {gx}x{gx} tokens, "
-      f"width {C}; grid from {'DINOv2: ' + DINOV2 if DINOV2 else 'the sine-cosine stand-in'}")
+      f"width {C}; position grid: the {n}x{n} of {rel(backbone)}, resized to {gx}x{gx}")
 
 # %% [markdown]
 # ## 2. Patch tokens of a real template and search crop
@@ -122,10 +122,11 @@ print(f"patch tokens: template {tuple(z_tokens.shape)}, search {tuple(x_tokens.s
 #
 # The search's 16×16 tokens get the whole grid `pos_embed` (1, 256, C); the template's 8×8 get rows and
 # columns 0..7 of the same grid (`lorat.LoRAT.template_positions`). No spatial parameter is added or
-# trained, so what DINOv2 learned about position is untouched. Below: the cosine similarity of four
-# positions to every position of the grid (high near the query: neighbours have similar positions;
-# the stand-in's sine-cosine grid adds a row part and a column part, hence the crosses) and the slice
-# the template uses.
+# trained, so what the backbone learned about position is untouched. Below: the cosine similarity of
+# four positions to every position of the grid, and the slice the template uses. A grid learned in
+# pre-training is similar near the query and less so far from it: neighbours have similar positions
+# (DINOv2's famously so). The shipped T grid was learned at 8×8 and is resized here, which smooths its
+# pictures; the printout measures its locality on the 8×8 it learned.
 
 # %%
 where(lorat.LoRAT.template_positions)
@@ -148,6 +149,14 @@ axes[-1].tick_params(which='both', length=0, labelbottom=False, labelleft=False)
 axes[-1].set_title(f'the {gx}x{gx} grid; template: top-left {gz}x{gz}')
 plt.tight_layout()
 plt.show()
+
+rc = torch.stack(torch.meshgrid(torch.arange(n), torch.arange(n), indexing='ij'), -1).view(-1, 2).float()
+dist = torch.cdist(rc, rc, p=1)  # grid steps between two positions of the backbone's n x n grid
+native_sim = F.normalize(native, dim=-1) @ F.normalize(native, dim=-1).T
+near, far = native_sim[dist == 1].mean().item(), native_sim[dist >= n // 2].mean().item()
+print(f"the backbone's {n}x{n} grid: mean cosine similarity {near:.2f} between neighbours, "
+      f"{far:.2f} between positions {n // 2}+ steps apart")
+checks['pos_sim_near'], checks['pos_sim_far'] = near, far
 
 template_pos = model.template_positions().detach()[0]  # (64, C)
 same = torch.equal(template_pos.view(gz, gz, C), pos.view(gx, gx, C)[:gz, :gz])
@@ -220,13 +229,13 @@ plt.show()
 # %% [markdown]
 # ## 6. The separate-embedding variant, side by side
 #
-# `build_model(..., pos_emb='separate')` (train.py `--pos-emb separate`, the paper's ablation ①) gives
-# the template a table of its own, `template_pos_embed`, resized from the *whole* pre-trained grid to
-# 8×8 — and, as in OSTrack, trains both tables (`lorat.mark_trainable`). Then template cell (i, j)
-# carries the position of the search cell near (2i, 2j): a template token and a search token that show
-# the same image structure at the same place in their crops get different positions, and the model
-# has to learn the relation between the two tables. With the decoupled grid, template cell (i, j) *is*
-# search position (i, j), and nothing spatial is trained.
+# `build_model(..., pos_emb='separate')` (train.py `--pos-emb separate`, the paper's ablation ①) gives the
+# template a table of its own, `template_pos_embed`, resized from the *whole* pre-trained grid to 8×8 (the
+# shipped T grid is 8×8 already) — and, as in OSTrack, trains both tables (`lorat.mark_trainable`). Then
+# template cell (i, j) carries the position of the search cell near (2i, 2j): a template token and a
+# search token that show the same image structure at the same place in their crops get different
+# positions, and the model has to learn the relation between the two tables. With the decoupled grid,
+# template cell (i, j) *is* search position (i, j), and nothing spatial is trained.
 
 # %%
 separate = lorat.build_model(size, 224, pos_emb='separate')
@@ -267,9 +276,128 @@ checks['decoupled_trains_pos'] = 'pos_embed' in trainable(model)
 # | ⑥ | ✓ | ✓ | ✓ | 378 | 75.1 | 56.6 | 62.3 | `--res 378` |
 #
 # Sharing the grid helps most on LaSOT_ext (+1.9); the type embedding and foreground indicator add a
-# few tenths on LaSOT and TNL2K (LaSOT_ext drops 0.9 at 224 and gains 1.4 at 378). These are L-sized models on the full training mix; on this project's
-# CPU scale the differences would drown in run-to-run noise, so this notebook shows the mechanism, not
-# the numbers.
+# few tenths on LaSOT and TNL2K (LaSOT_ext drops 0.9 at 224 and gains 1.4 at 378). These are L-sized
+# models on the full training mix, scored on thousands of sequences. Section 8 runs rows ①–④ and full
+# fine-tuning at this project's CPU scale.
+
+
+# %% [markdown]
+# ## 8. The ablation, measured on the shipped backbone
+#
+# Each row is one short `train.py` run: the paper's recipe on `weights/lorat-T-backbone.pth` at 112 px
+# (`python train.py` with no arguments, shortened) plus the row's flags, nothing else changed. Same
+# seed, so the same sequence of training pairs (`data.TrainingPairs`) and the same initial values
+# wherever two rows have the same parameters; 256 steps of batch 16 (quick mode: 2 of 4). Then
+# `evaluate.py run` tracks 8 held-out clips of 100 frames (quick: 2 of 10), made of photos that no
+# training clip uses (`data.PHOTO_SPLIT`), and scores them. The columns:
+#
+# * **SUC ± s.e.**: success AUC (in %), the mean over the clips ± its standard error over the clips;
+# * **trains**: the numbers in the run's `ckpt.pt`, which holds exactly what was trained;
+# * **step**: the run's wall time / its steps (`minutes` in the last record of its `log.jsonl`);
+# * **memory**: the peak resident memory of the training process, the largest of it and its data
+#   workers (`os.wait4`'s `ru_maxrss`), with glibc's mmap threshold fixed as `train.benchmark` does.
+#
+# Row ④′ repeats ④ with `--seed 1` (other initial values, other pairs): how far it lands from ④ is the
+# noise of this measurement.
 
 # %%
-print("checks:", checks)
+OUT = RUNS / 'notebook02'  # train.py writes runs/notebook02/latest, never runs/latest
+STEPS, BATCH = (2, 4) if QUICK else (160, 16)
+NUM_CLIPS, LENGTH = (2, 10) if QUICK else (8, 100)
+VARIANTS = {  # run name -> (row, train.py flags)
+    'separate': ('① separate pos.', ['--pos-emb', 'separate', '--no-type-emb']),
+    'shared': ('② shared pos.', ['--no-type-emb']),
+    'type': ('③ + type table', ['--no-fg']),
+    'lorat': ('④ + fg (LoRAT)', []),
+    'lorat-seed1': ("④′ seed 1", ['--seed', 1]),
+    'full': ('⑤ full fine-tuning', ['--full-finetune']),
+}
+# size T's steps are bound by making the training pairs, so on 2 cores: 2 data workers, 1 thread for the model
+SHORT = ['--epochs', 1, '--samples-per-epoch', STEPS * BATCH, '--batch-size', BATCH, '--warmup-epochs', 0.05,
+         '--val-samples', 0, '--log-every', 10 ** 6, *(['--workers', 0] if QUICK else ['--workers', 2, '--threads', 1])]
+MEASURE = {'MALLOC_MMAP_THRESHOLD_': '65536'}  # peak RSS then follows live tensors, not the allocator's history
+
+backbone_t = lorat.default_backbone('T')
+rows = {}
+for name, (row, flags) in VARIANTS.items():
+    run, peak_gb, seconds = train_run(OUT, name, *SHORT, *flags, show=0, env=MEASURE)
+    ckpt = torch.load(run / 'ckpt.pt', map_location='cpu', weights_only=True)
+    last = json.loads((run / 'log.jsonl').read_text().splitlines()[-1])
+    # what the run changed in the backbone: its export against the file as train.py loads it
+    base = lorat.build_model_from_config({**ckpt['config'], 'lora_rank': 0})
+    lorat.load_dinov2(base, backbone_t)
+    lora_merged = {f'{m}.weight' for m, mod in base.named_modules()  # the weights an export merges LoRA into
+                   if isinstance(mod, lorat.Linear) and m.startswith('blocks.')}
+    base = base.state_dict()
+    export = torch.load(run / 'export.pt', map_location='cpu', weights_only=True)['model']
+    moved = [k for k in base if not k.startswith(('head.', 'token_type_embed')) and not torch.equal(export[k], base[k])]
+    rows[name] = dict(row=row, flags=' '.join(map(str, flags)) or '(none)', steps=last['step'],
+                      trains=sum(v.numel() for v in ckpt['model'].values()),
+                      trains_outside_blocks=sorted(k for k in ckpt['model'] if not k.startswith(('head.', 'blocks.'))),
+                      trains_in_blocks=sum(k.startswith('blocks.') and '.lora.' not in k for k in ckpt['model']),
+                      moved_outside_blocks=sorted(k for k in moved if not k.startswith('blocks.')),
+                      moved_frozen_in_blocks=sum(k.startswith('blocks.') and k not in lora_merged for k in moved),
+                      sha256_match=ckpt['weights_sha256'] == lorat.file_sha256(backbone_t),
+                      step_s=last['minutes'] * 60 / last['step'], peak_gb=peak_gb)
+    besides = [f"all {rows[name]['trains_in_blocks']} block tensors"] * bool(rows[name]['trains_in_blocks'])
+    print(f"{row:<20} {last['step']} steps in {seconds:.0f} s; trained besides LoRA and head: "
+          f"{', '.join(besides + rows[name]['trains_outside_blocks']) or 'nothing'}")
+
+# %%
+where(evaluate_synthetic, show=False)  # nbhelp.py: evaluate.py run in a fresh process, its report read back
+for name, r in rows.items():
+    scores, per_clip, _ = evaluate_synthetic(OUT / name / 'export.pt', OUT / 'results' / name, NUM_CLIPS, LENGTH)
+    r.update(suc=scores['AUC'], suc_clips=per_clip, suc_se=float(np.std(per_clip, ddof=1) / np.sqrt(len(per_clip))))
+print(f"T-112 on {rel(backbone_t)}: {STEPS} steps of {BATCH} per row; {NUM_CLIPS} held-out clips x {LENGTH} frames\n")
+print(f"{'':<21}{'train.py flags':<36}{'SUC ± s.e.':>12}{'trains':>9}{'step':>8}{'memory':>10}")
+for r in rows.values():
+    print(f"{r['row']:<21}{r['flags']:<36}{r['suc']:>6.1f} ± {r['suc_se']:<4.1f}{r['trains'] / 1e3:>8.0f}k"
+          f"{r['step_s']:>7.2f}s{r['peak_gb']:>7.2f} GB")
+checks['ablation'] = rows
+
+fig, ax = plt.subplots(figsize=(7, 2.8))
+labels = [r['row'] for r in rows.values()][::-1]
+ax.barh(labels, [r['suc'] for r in rows.values()][::-1], xerr=[r['suc_se'] for r in rows.values()][::-1],
+        color=['tab:grey' if n == 'full' else 'tab:blue' for n in rows][::-1], capsize=3)
+ax.axvline(rows['lorat']['suc'], color='k', ls='--', lw=0.8)
+ax.set(xlabel=f'SUC on {NUM_CLIPS} held-out clips (%), ± s.e. over clips', xlim=(0, 100))
+plt.tight_layout()
+plt.show()
+
+# %%
+noise = abs(rows['lorat']['suc'] - rows['lorat-seed1']['suc'])
+print(f"④ vs ④′ (the same model, another seed): {noise:.1f} SUC points apart")
+for name in ('separate', 'shared', 'type', 'full'):
+    d = rows[name]['suc'] - rows['lorat']['suc']
+    print(f"  {rows[name]['row']:<20} {d:+5.1f} vs ④: {'beyond' if abs(d) > noise else 'within'} the seed-to-seed gap")
+lo, fu = rows['lorat'], rows['full']
+print(f"trains: LoRA {lo['trains']:,} vs full {fu['trains']:,} ({lo['trains'] / fu['trains']:.0%}); "
+      f"gradient + AdamW state at 12 bytes per trained number: {lo['trains'] * 12 / 1e6:.1f} MB vs {fu['trains'] * 12 / 1e6:.1f} MB; "
+      f"measured peak memory {lo['peak_gb'] * 1e3:.0f} MB vs {fu['peak_gb'] * 1e3:.0f} MB")
+print(f"step: LoRA {lo['step_s']:.2f} s vs full {fu['step_s']:.2f} s")
+checks['seed_gap'] = noise
+
+# %% [markdown]
+# **What the table can say, and what it cannot.** Exact, whatever the noise: the *trains* column. LoRA
+# + head + type table is under a quarter of size T's numbers (notebook 01: 15 % of B's, 7 % of g's); the
+# foreground indicator costs nothing (③ → ④ only changes which row of the same table a template token
+# reads); the type table costs 3 × 128 numbers; separate embeddings add a template table and make both
+# grids trainable (and so move them, the only backbone tensors of ① that change); full fine-tuning
+# trains and moves everything.
+#
+# The SUC column is a real measurement but a very small one: 8 clips, after 256 steps (the paper: 170
+# epochs of 131k pairs, scored on thousands of sequences). The paper's effects between rows ①–④ are
+# 0.2 to 2 SUC points; the standard errors here are several points, so read a difference between rows
+# against the seed-to-seed gap printed above. What such a short run can show is whether a row fails to
+# adapt at all, not which of ①–④ is best. Full fine-tuning of a small backbone for a few hundred steps
+# at the LoRA learning rate may also simply run further from the pre-trained weights; the paper's
+# claim is about large ones.
+#
+# *Step* and *memory* barely separate the rows at size T. A step here is bound by making the training
+# pairs (cutting, pasting and augmenting photos takes several times the CPU of the model's forward and
+# backward), and the process's memory is the PyTorch runtime, the data pipeline and the activations;
+# the optimizer state LoRA saves is a few MB of it. LoRA's savings grow with the backbone: notebook 01
+# times and measures the model alone at size B, beside the paper's table.
+
+# %%
+print("checks:", {k: v for k, v in checks.items() if k != 'ablation'})
