@@ -54,7 +54,7 @@ import lorat
 RECIPES = {
     'lorat': dict(lr=1e-4, batch_size=128, epochs=170, samples_per_epoch=131072, warmup_epochs=2,
                   weight_decay=0.1, val_samples=1024, augment='on', lora_rank=64),
-    'lorat-cpu': dict(lr=1e-3, batch_size=16, epochs=6, samples_per_epoch=8192, warmup_epochs=0.5,
+    'lorat-cpu': dict(lr=1e-3, batch_size=16, epochs=4, samples_per_epoch=8192, warmup_epochs=0.5,
                       weight_decay=0.05, val_samples=256, augment='on', lora_rank=16),
     'scratch': dict(lr=1e-3, batch_size=16, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
                     weight_decay=0.05, val_samples=256, augment='off'),
@@ -415,12 +415,34 @@ def load_checkpoint(path, model, args):
 
 
 def default_threads(local_world, busy_loader=False):
-    """This rank's share of the cores. The loader's one worker per rank is not counted against them when
-    it waits most of the step (JPEG datasets: a batch is ready long before the model wants it; measured
-    in README.md, "Where this differs"). The synthetic world's worker renders all the time, so there it
-    gets a core of its own: a model thread sharing a core with it makes every OpenMP barrier wait."""
+    """This rank's share of the cores, less one per loader worker when the loader is busy all the time
+    (`loader_is_busy`): a model thread sharing a core with a busy worker makes every OpenMP barrier wait.
+    An idle-most-of-the-step worker is not counted: its core would sit idle (README.md, "Where this differs")."""
     share = max(1, (os.cpu_count() or 1) // local_world)
     return max(1, share - 1) if busy_loader else share
+
+
+def loader_is_busy(train_set, cfg, cores, workers):
+    """Would one loader worker be busy all the time? Measured once: the seconds of one core it takes to
+    make a training sample (4 of them, made here) against the seconds of one core the model needs per
+    sample (forward + backward, about 3 forwards of its MACs, at this CPU's one-core matmul speed). Busy
+    when the model, even on the cores the workers leave it, would want samples faster than they come."""
+    if workers == 0 or cores <= workers:
+        return False
+    start = time.perf_counter()
+    for i in range(4):
+        train_set[i]
+    data_s = (time.perf_counter() - start) / 4
+    threads, a = torch.get_num_threads(), torch.randn(512, 512)
+    torch.set_num_threads(1)
+    a @ a
+    start = time.perf_counter()
+    for _ in range(5):
+        a @ a
+    flops = 5 * 2 * 512 ** 3 / (time.perf_counter() - start)
+    torch.set_num_threads(threads)
+    model_s = 3 * 2 * lorat.model_card(cfg.size, cfg.res, head=cfg.head)['macs_G'] * 1e9 / flops
+    return (cores - workers) / model_s >= workers / data_s
 
 
 def default_workers(device, local_world):
@@ -445,9 +467,8 @@ def setup(args):
         raise SystemExit("error: --dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
     if device.startswith('cuda'):
         torch.cuda.set_device(device)
-    else:
-        torch.set_num_threads(args.threads or default_threads(int(os.environ.get('LOCAL_WORLD_SIZE', 1)),
-                                                              busy_loader=args.data.startswith('synthetic') and args.workers != 0))
+    elif args.threads:
+        torch.set_num_threads(args.threads)  # else chosen in train(), once the loader's work can be measured
     if ddp:
         # rank 0 writes checkpoints while the others wait in the next collective: give it time
         dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo', timeout=datetime.timedelta(minutes=60))
@@ -542,7 +563,13 @@ def train(args, argv=None):
         val_set = pairs([val_seqs], [1.0], cfg, args.val_samples, args.seed + 1, augment=False)
     else:
         say("no validation: no held-out split among --data (synthetic or got10k have one)")
-    workers = args.workers if args.workers is not None else default_workers(device, int(os.environ.get('LOCAL_WORLD_SIZE', 1)))
+    local_world = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+    workers = args.workers if args.workers is not None else default_workers(device, local_world)
+    if device == 'cpu':
+        # the thread count changes the rounding of the model's sums: a resumed run keeps the one it had
+        args.threads = (args.threads or (ckpt['args'].get('threads') if args.resume else None)
+                        or default_threads(local_world, loader_is_busy(train_set, cfg, (os.cpu_count() or 1) // local_world, workers)))
+        torch.set_num_threads(args.threads)
     loader = torch.utils.data.DataLoader(
         train_set, batch_sampler=StepSampler(step, total_steps, steps_per_epoch, args.samples_per_epoch,
                                              args.batch_size, args.accum, rank, world),
@@ -553,7 +580,8 @@ def train(args, argv=None):
     ctx = torch.autocast(torch.device(device).type, dtype=DTYPES[args.dtype], enabled=args.dtype != 'fp32')
     groups, params = grad_groups(raw_model), [p for p in raw_model.parameters() if p.requires_grad]
     say(f"{cfg.size}-{cfg.res} on {args.data}: {args.epochs} epochs x {steps_per_epoch} steps of {args.batch_size} "
-        f"({world} ranks x {args.accum} micro-steps), lr {args.lr:g}, {args.dtype} on {device}; run folder {run_dir}")
+        f"({world} ranks x {args.accum} micro-steps), lr {args.lr:g}, {args.dtype} on {device}"
+        + (f" ({args.threads} threads + {workers} loader workers)" if device == 'cpu' else '') + f"; run folder {run_dir}")
     log = open(log_path, 'a') if master else None
     stop = CtrlC()
     t0, first, waited = time.time(), step, 0.0

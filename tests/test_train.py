@@ -301,3 +301,50 @@ def test_a_short_got10k_list_is_one_line_without_partial(tmp_path):
               '--out', str(tmp_path / 'runs'))
     assert out.returncode != 0 and 'Traceback' not in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert str(tmp_path / 'GOT-10k' / 'train' / 'list.txt') in out.stderr and 'pass --partial to use the 2 present' in out.stderr
+
+
+# -----------------------------------------------------------------------------
+# The default run: the paper's recipe on the shipped T backbone
+
+
+def run_default(tmp_path, name, *flags):
+    """A tiny run of the default recipe (no --scratch, no --weights: the shipped backbone)."""
+    return train.main([*TINY, '--out', str(tmp_path), '--name', name, *flags])
+
+
+def test_default_recipe_trains_lora_type_table_and_head_on_the_shipped_backbone(tmp_path):
+    args = train.parse_args([])
+    assert not args.scratch and args.weights is None and args.lora_rank == 16 and args.size == 'T'
+    assert args.data == 'synthetic,synthetic_stills' and args.data_weights == '3,1'
+    run_dir, model = run_default(tmp_path, 'default', '--epochs', '1', '--warmup-epochs', '0')
+    shipped = torch.load(lorat.T_BACKBONE, map_location='cpu', weights_only=True)
+    ours = model.state_dict()
+    for k, v in shipped.items():  # every backbone tensor is the file's, after the steps
+        if k in ('cls_token', 'mask_token'):
+            continue
+        want = v[:, 1:] if k == 'pos_embed' else v
+        assert torch.equal(ours[k], want), k
+    trained = set(ckpt(tmp_path, 'default')['model'])
+    assert any('.lora.' in k for k in trained) and 'token_type_embed' in trained
+    assert all('.lora.' in k or k.startswith(('head.', 'token_type_embed')) for k in trained)
+    assert ckpt(tmp_path, 'default')['weights'] == str(lorat.T_BACKBONE)
+    assert os.path.isfile(os.path.join(run_dir, 'export.pt'))  # merged for track.py
+
+
+def test_a_short_default_run_beats_the_same_run_from_scratch_on_held_out_pairs(tmp_path):
+    short = ['--epochs', '1', '--samples-per-epoch', '1280', '--batch-size', '8', '--val-samples', '64',
+             '--warmup-epochs', '0.1', '--lr', '1e-3', '--augment', 'off']  # 160 steps: the fresh head has to learn
+    run_default(tmp_path, 'pretrained', *short)
+    run_default(tmp_path, 'scratch', *short, '--scratch')
+    held_out = {name: log(tmp_path, name)[-2]['val_iou'] for name in ('pretrained', 'scratch')}
+    assert held_out['pretrained'] > held_out['scratch'] + 0.05, held_out
+
+
+def test_conv_head_checkpoint_keeps_its_batchnorm_statistics(tmp_path):
+    run_dir, _ = run_default(tmp_path, 'conv', '--head', 'conv', '--epochs', '1')
+    saved = ckpt(tmp_path, 'conv')['model']
+    assert 'head.cls_tower.1.running_mean' in saved and 'head.reg_tower.1.num_batches_tracked' in saved
+    rebuilt = lorat.load_model(os.path.join(run_dir, 'ckpt.pt')).state_dict()
+    exported = lorat.load_model(os.path.join(run_dir, 'export.pt')).state_dict()
+    for k in exported:
+        torch.testing.assert_close(rebuilt[k], exported[k], msg=k)
