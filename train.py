@@ -415,25 +415,22 @@ def load_checkpoint(path, model, args):
 
 
 def default_threads(local_world, busy_loader=False):
-    """This rank's share of the cores, less one per loader worker when the loader is busy all the time
+    """This rank's share of the cores, less one for the loader when it is busy all the time
     (`loader_is_busy`): a model thread sharing a core with a busy worker makes every OpenMP barrier wait.
-    An idle-most-of-the-step worker is not counted: its core would sit idle (README.md, "Where this differs")."""
+    A loader idle most of the step is not counted: its core would sit idle (README.md, "Where this differs")."""
     share = max(1, (os.cpu_count() or 1) // local_world)
     return max(1, share - 1) if busy_loader else share
 
 
-def loader_is_busy(train_set, cfg, cores, workers):
-    """Would one loader worker be busy all the time? Measured once: the seconds of one core it takes to
-    make a training sample (4 of them, made here) against the seconds of one core the model needs per
-    sample (forward + backward, about 3 forwards of its MACs, at this CPU's one-core matmul speed). Busy
-    when the model, even on the cores the workers leave it, would want samples faster than they come."""
-    if workers == 0 or cores <= workers:
-        return False
+def sample_costs(train_set, model):
+    """Seconds of one core per training sample: to make it (8 made here, after one to warm up), and to
+    train on it (`train_flops` at this CPU's one-core matmul speed)."""
+    train_set[0]
     start = time.perf_counter()
-    for i in range(4):
+    for i in range(1, 9):
         train_set[i]
-    data_s = (time.perf_counter() - start) / 4
-    threads, a = torch.get_num_threads(), torch.randn(512, 512)
+    data_s = (time.perf_counter() - start) / 8
+    threads, a = torch.get_num_threads(), torch.ones(512, 512)  # ones: the global RNG stays untouched
     torch.set_num_threads(1)
     a @ a
     start = time.perf_counter()
@@ -441,8 +438,23 @@ def loader_is_busy(train_set, cfg, cores, workers):
         a @ a
     flops = 5 * 2 * 512 ** 3 / (time.perf_counter() - start)
     torch.set_num_threads(threads)
-    model_s = 3 * 2 * lorat.model_card(cfg.size, cfg.res, head=cfg.head)['macs_G'] * 1e9 / flops
-    return (cores - workers) / model_s >= workers / data_s
+    return data_s, train_flops(model) / flops
+
+
+def train_flops(model):
+    """FLOPs of one sample's forward + backward: about 3 forwards of 2 FLOPs per parameter and token."""
+    cfg = model.cfg
+    return 3 * 2 * sum(p.numel() for p in model.parameters()) * (cfg.template_grid ** 2 + cfg.search_grid ** 2)
+
+
+def loader_is_busy(data_s, model_s, cores, workers):
+    """Would the loader workers be busy all the time? Yes when the model, even on just the cores the
+    workers leave it, would keep them working more than half the time (a model thread sharing a core
+    with a worker costs the model its OpenMP barriers). data_s, model_s: seconds of one core per sample."""
+    if workers == 0 or cores <= workers:
+        return False
+    load = (cores - workers) / model_s * data_s / workers  # the fraction of its time each worker works
+    return load > 0.5
 
 
 def default_workers(device, local_world):
@@ -568,7 +580,8 @@ def train(args, argv=None):
     if device == 'cpu':
         # the thread count changes the rounding of the model's sums: a resumed run keeps the one it had
         args.threads = (args.threads or (ckpt['args'].get('threads') if args.resume else None)
-                        or default_threads(local_world, loader_is_busy(train_set, cfg, (os.cpu_count() or 1) // local_world, workers)))
+                        or default_threads(local_world, workers > 0 and loader_is_busy(
+                            *sample_costs(train_set, raw_model), (os.cpu_count() or 1) // local_world, workers)))
         torch.set_num_threads(args.threads)
     loader = torch.utils.data.DataLoader(
         train_set, batch_sampler=StepSampler(step, total_steps, steps_per_epoch, args.samples_per_epoch,

@@ -348,3 +348,29 @@ def test_conv_head_checkpoint_keeps_its_batchnorm_statistics(tmp_path):
     exported = lorat.load_model(os.path.join(run_dir, 'export.pt')).state_dict()
     for k in exported:
         torch.testing.assert_close(rebuilt[k], exported[k], msg=k)
+
+
+def test_a_resumed_run_keeps_its_thread_count(tmp_path, monkeypatch, capsys):
+    """The thread count changes the rounding of the model's sums: a resume must not choose anew."""
+    flags = [f for f in SCRATCH if f not in ('--threads', '1')] + ['--out', str(tmp_path), '--name', 'r', '--epochs', '1']
+    threads = torch.get_num_threads()
+    try:
+        train.main(flags)
+        first = ckpt(tmp_path, 'r')['args']['threads']
+        assert first == os.cpu_count() and f"({first} threads + 0 loader workers)" in capsys.readouterr().out
+        monkeypatch.setattr(os, 'cpu_count', lambda: first + 5)  # another machine, or the default's rule changed
+        train.main(flags + ['--resume', str(tmp_path / 'r')])
+        assert f"({first} threads + 0 loader workers)" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_loader_counts_as_busy_only_when_the_model_would_outrun_it():
+    data_s, core = 0.010, 50e9  # 10 ms of a core per sample (the synthetic world), a 50 GFLOP/s core
+    tiny, big = lorat.build_model('T', lora_rank=0), lorat.build_model('S', 224, lora_rank=0)
+    assert train.train_flops(tiny) == 6 * sum(p.numel() for p in tiny.parameters()) * (4 * 4 + 8 * 8)
+    assert train.loader_is_busy(data_s, train.train_flops(tiny) / core, cores=2, workers=1)  # ~10 ms per sample
+    assert not train.loader_is_busy(data_s, train.train_flops(big) / core, cores=2, workers=1)  # ~0.85 s per sample
+    assert not train.loader_is_busy(data_s, train.train_flops(tiny) / core, cores=2, workers=0)
+    assert train.default_threads(1, busy_loader=True) == max(1, os.cpu_count() - 1)
+    assert train.default_threads(1, busy_loader=False) == os.cpu_count()
