@@ -283,24 +283,30 @@ def open_got10k(root, split='train', partial=False):
     return read_each(lambda n: got10k_sequence(folder / n), names, f"GOT-10k {split} sequences", partial)
 
 
-def open_trackingnet(root, split='train'):
+TRACKINGNET_CHUNKS = [f'TRAIN_{k}' for k in range(12)]  # the training set comes in 12 chunks
+
+
+def open_trackingnet(root, split='train', partial=False):
     """TRAIN_0..11/ and TEST/, each anno/<seq>.txt and frames/<seq>/<i>.jpg (from 0). Split 'train'
-    = every TRAIN_k present, 'test', or one chunk like 'TRAIN_3'. No visibility flags: w,h > 0."""
-    if split in (None, 'train'):
-        chunks = sorted((p for p in Path(root).glob('TRAIN_*') if p.is_dir()), key=lambda p: int(p.name[6:]))
-    else:
-        chunks = [Path(root) / ('TEST' if split == 'test' else split)]
-    seqs = []
-    for chunk in chunks:
-        for anno in sorted((chunk / 'anno').glob('*.txt')):
-            boxes = read_boxes(anno)
-            frames = chunk / 'frames' / anno.stem
-            if len(boxes) == 1 and frames.exists():  # test: only the first box is public
-                n = sum(1 for _ in frames.glob('*.jpg'))
-                boxes = np.concatenate([boxes, np.full((max(n, 1) - 1, 4), np.nan)])
-            seqs.append(Sequence(anno.stem, boxes, box_valid(boxes),
-                                 lambda i, f=frames: str(f / f"{i}.jpg"), 'trackingnet'))
-    return seqs
+    = all 12 TRAIN_k, 'test', or one chunk like 'TRAIN_3'. No visibility flags: w,h > 0. `partial`:
+    missing chunks or frame folders are allowed; the sequences present are used."""
+    root = Path(root)
+    chunks = TRACKINGNET_CHUNKS if split in (None, 'train') else ['TEST' if split == 'test' else split]
+    chunks = keep_present(chunks, {c for c in chunks if (root / c / 'anno').is_dir()},
+                          "TrackingNet chunks (<chunk>/anno/)", root, partial)
+    annos = [a for c in chunks for a in sorted((root / c / 'anno').glob('*.txt'))]
+    present = {a for a in annos if (a.parent.parent / 'frames' / a.stem).is_dir()}
+    annos = keep_present(annos, present, "TrackingNet sequences with a frames/<seq>/ folder", root, partial)
+    return read_each(trackingnet_sequence, annos, "TrackingNet sequences", partial)
+
+
+def trackingnet_sequence(anno):
+    boxes = read_boxes(anno)
+    frames = anno.parent.parent / 'frames' / anno.stem
+    if len(boxes) == 1:  # test: only the first box is public
+        n = sum(1 for _ in frames.glob('*.jpg'))
+        boxes = np.concatenate([boxes, np.full((max(n, 1) - 1, 4), np.nan)])
+    return Sequence(anno.stem, boxes, box_valid(boxes), lambda i: str(frames / f"{i}.jpg"), 'trackingnet')
 
 
 def open_tnl2k(root, split=None):
@@ -334,16 +340,19 @@ class CocoObjects(_ListLike):
     """COCO 2017: every non-crowd object is a one-frame 'sequence' (LoRAT draws template and search
     from the same image). Kept as arrays, not 800k Python objects; items are built on access."""
 
-    def __init__(self, root, split='train'):
+    def __init__(self, root, split='train', partial=False):
         split = split or 'train'
         ann = Path(root) / 'annotations' / f'instances_{split}2017.json'
         if not ann.exists():
             raise ValueError(f"{ann} not found: is {root} the COCO folder (annotations/, {split}2017/)?")
         coco = json.loads(ann.read_text())
-        files = {im['id']: im['file_name'] for im in coco['images']}
-        objs = [(a['image_id'], a['bbox']) for a in coco['annotations']
-                if not a.get('iscrowd', 0) and a['bbox'][2] > 0 and a['bbox'][3] > 0]
         self.folder = Path(root) / f'{split}2017'
+        on_disk = set(os.listdir(self.folder)) if self.folder.is_dir() else set()
+        listed = sorted({im['file_name'] for im in coco['images']})
+        kept = set(keep_present(listed, on_disk, f"images of {ann.name}", self.folder, partial))
+        files = {im['id']: im['file_name'] for im in coco['images'] if im['file_name'] in kept}
+        objs = [(a['image_id'], a['bbox']) for a in coco['annotations']
+                if a['image_id'] in files and not a.get('iscrowd', 0) and a['bbox'][2] > 0 and a['bbox'][3] > 0]
         self.files = [files[i] for i, _ in objs]
         self.boxes = np.array([b for _, b in objs], dtype=np.float64).reshape(-1, 4)
 
@@ -386,15 +395,17 @@ def resolve_root(name, root=None, data_root=None):
 def open_dataset(name, root=None, split=None, partial=False, **options):
     """Name -> list of Sequence (COCO: a list-like of one-frame sequences). `root` is the dataset's
     folder or a data root holding it under its usual name (DATASETS). Synthetic needs no root;
-    `options` go to open_synthetic (num, length, size). `partial` (--partial): a LaSOT or GOT-10k
-    split of which only some sequences are present is read, not refused."""
+    `options` go to open_synthetic (num, length, size). `partial` (--partial): a LaSOT, GOT-10k,
+    TrackingNet or COCO split of which only some sequences (images) are present is read, not refused."""
     name, split = ALIASES.get(name, (name, split))
     if name == 'synthetic':
         return open_synthetic(split or 'train', **options)
     readers = {'lasot': lambda r, s: open_lasot(r, s, partial=partial),
                'lasot_ext': lambda r, s: open_lasot(r, s, 'lasot_ext', partial),
-               'got10k': lambda r, s: open_got10k(r, s, partial), 'trackingnet': open_trackingnet,
-               'tnl2k': open_tnl2k, 'otb': open_otb, 'coco': CocoObjects, 'custom': open_custom}
+               'got10k': lambda r, s: open_got10k(r, s, partial),
+               'trackingnet': lambda r, s: open_trackingnet(r, s, partial),
+               'tnl2k': open_tnl2k, 'otb': open_otb, 'coco': lambda r, s: CocoObjects(r, s, partial),
+               'custom': open_custom}
     if name not in readers:
         raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(list(DATASETS) + list(ALIASES))}")
     if name == 'lasot_ext':

@@ -359,23 +359,30 @@ def resume_command(argv, run_dir, world=1):
 
 
 class CtrlC:
-    """The first Ctrl-C asks the loop to stop after the current step (it saves and says how to resume);
-    a second one stops at once. Installed only in the main thread (where Python delivers signals)."""
+    """The first Ctrl-C (or SIGTERM, a scheduler's notice) asks the loop to stop after the current step
+    (it saves and says how to resume); a second Ctrl-C stops at once. Under torchrun a Ctrl-C reaches each
+    worker twice: from the terminal and, a moment later, forwarded by torchrun's agent (which kills the
+    workers 30 s after); a repeat within `echo_s` is that same press. Installed only in the main thread
+    (where Python delivers signals)."""
 
-    def __init__(self):
-        self.requested, self.previous = False, None
+    def __init__(self, echo_s=None):
+        self.requested, self.when, self.previous = False, 0.0, {}
+        self.echo_s = (2.0 if 'TORCHELASTIC_RUN_ID' in os.environ else 0.0) if echo_s is None else echo_s
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self.handle)
+            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: stopping after this step and saving a checkpoint (Ctrl-C again: stop now)", file=sys.stderr, flush=True)
+            if signum == signal.SIGINT and time.monotonic() - self.when > self.echo_s:
+                raise KeyboardInterrupt
+            return
+        self.requested, self.when = True, time.monotonic()
+        why = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        print(f"\n{why}: stopping after this step and saving a checkpoint (Ctrl-C again: stop now)", file=sys.stderr, flush=True)
 
     def restore(self):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, previous in self.previous.items():
+            signal.signal(sig, previous)
 
 
 def ignore_ctrl_c(worker_id):
@@ -664,7 +671,7 @@ def train(args, argv=None):
         if args.kill_at == step:
             os.kill(os.getpid(), signal.SIGKILL)
         if stopping:
-            say(f"stopped by Ctrl-C at step {step}/{total_steps}; checkpoint: {os.path.join(run_dir, 'ckpt.pt')}\n"
+            say(f"stopped at step {step}/{total_steps}; checkpoint: {os.path.join(run_dir, 'ckpt.pt')}\n"
                 f"resume with: {resume_command(argv, run_dir, world)}")
             if ddp:
                 dist.destroy_process_group()

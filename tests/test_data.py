@@ -97,8 +97,14 @@ def test_trackingnet_layout(tmp_path):
     write(root / 'TEST' / 'anno' / 'b.txt', lines(BOXES[:1]))
     for i in range(5):
         jpeg(root / 'TEST' / 'frames' / 'b' / f"{i}.jpg")
-    train = data.open_dataset('trackingnet', tmp_path, split='train')
+    with pytest.raises(ValueError, match=r"10 of the 12 TrackingNet chunks .* are missing \(first: TRAIN_2\): pass --partial"):
+        data.open_dataset('trackingnet', tmp_path, split='train')
+    train = data.open_dataset('trackingnet', tmp_path, split='train', partial=True)
     assert [s.name for s in train] == ['TRAIN_0_a', 'TRAIN_1_a'] and np.array_equal(train[1].boxes, BOXES)
+    write(root / 'TRAIN_1' / 'anno' / 'TRAIN_1_b.txt', lines(BOXES))  # its frames are not there
+    with pytest.raises(ValueError, match=r"1 of the 2 TrackingNet sequences with a frames/<seq>/ folder are missing"):
+        data.open_dataset('trackingnet', root, split='TRAIN_1')
+    assert len(data.open_dataset('trackingnet', root, split='TRAIN_1', partial=True)) == 1
     assert abs(int(train[0].frame(2).mean()) - 100) <= 2  # frames counted from 0
     (test,) = data.open_dataset('trackingnet', root, split='test')
     assert len(test) == 5 and np.array_equal(test.boxes[0], BOXES[0])
@@ -138,6 +144,13 @@ def test_coco_objects_are_one_frame_sequences(tmp_path):
     write(root / 'annotations' / 'instances_train2017.json', json.dumps(ann))
     coco = data.open_dataset('coco', tmp_path, split='train')
     assert len(coco) == 2 and np.array_equal(coco[1].boxes, [[10, 5, 8, 9]]) and len(coco[0]) == 1
+    # an image of the annotations that is not on disk: refused in one line, or left out with --partial
+    ann['images'].append({'id': 2, 'file_name': '000000000002.jpg'})
+    ann['annotations'].append({'image_id': 2, 'bbox': [3, 3, 9, 9], 'iscrowd': 0})
+    write(root / 'annotations' / 'instances_train2017.json', json.dumps(ann))
+    with pytest.raises(ValueError, match=r"1 of the 2 images of instances_train2017.json are missing \(first: 000000000002.jpg\)"):
+        data.open_dataset('coco', tmp_path, split='train')
+    assert np.array_equal(data.open_dataset('coco', tmp_path, split='train', partial=True).boxes, coco.boxes)
     pairs = data.TrainingPairs([coco], [1], template_size=28, search_size=56, search_factor=4,
                                samples_per_epoch=4, seed=0)
     seq, t_z, t_x = pairs.sample_frames(np.random.default_rng(0))

@@ -5,6 +5,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -209,15 +210,48 @@ def test_ctrl_c_saves_this_step_and_prints_the_resume_command(tmp_path):
         assert torch.equal(a['model'][k], b['model'][k]), k
 
 
-def test_a_second_ctrl_c_stops_at_once():
-    stop = train.CtrlC()
+def test_a_second_ctrl_c_stops_at_once_and_an_echo_does_not():
+    stop = train.CtrlC(echo_s=60)  # torchrun's forwarded copy of the same press arrives within the window
     try:
         signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested
+    finally:
+        stop.restore()
+    stop = train.CtrlC(echo_s=0)
+    try:
+        signal.raise_signal(signal.SIGTERM)  # a scheduler's notice asks for the same clean stop
         assert stop.requested
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     finally:
         stop.restore()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_ctrl_c_under_torchrun_saves_every_rank_at_one_step(tmp_path):
+    """The terminal's Ctrl-C hits the whole process group: torchrun's agent and both ranks."""
+    env = {**os.environ, 'PYTHONPATH': ROOT}
+    proc = subprocess.Popen([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29537',
+                             'train.py', *SCRATCH, '--out', str(tmp_path), '--name', 'ddp', '--epochs', '500'],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    logfile = tmp_path / 'ddp' / 'log.jsonl'
+    for _ in range(1200):  # wait for a few steps
+        if logfile.exists() and len(logfile.read_text().splitlines()) >= 3:
+            break
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    steps = [r['step'] for r in log(tmp_path, 'ddp')]
+    saved = ckpt(tmp_path, 'ddp')
+    assert saved['step'] == steps[-1] < 1000, (steps, err[-2000:])
+    assert len(saved['rng']) == 2  # both ranks took part in the save
+    last = [line for line in out.splitlines() if line.startswith('resume with: ')]
+    assert last == [f"resume with: torchrun --nproc_per_node=2 train.py {shlex.join(SCRATCH)} --out {tmp_path} "
+                    f"--name ddp --epochs 500 --resume {tmp_path / 'ddp'}"], out[-2000:]
+    assert 'KeyboardInterrupt' not in err
 
 
 def test_resuming_a_damaged_or_foreign_checkpoint_is_one_line(tmp_path):
