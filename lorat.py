@@ -667,11 +667,18 @@ def export_backbone(weights, out):
     sd['pos_embed'] = torch.cat([torch.zeros(1, 1, C), sd['pos_embed']], dim=1)  # (1, 1 + n*n, C)
     sd['cls_token'], sd['mask_token'] = torch.zeros(1, 1, C), torch.zeros(1, C)
     sd = {k: v.float().contiguous() for k, v in sorted(sd.items())}
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = f"{out}.tmp"
-    torch.save(sd, tmp)
-    os.replace(tmp, out)
+    write_atomic(out, lambda tmp: torch.save(sd, tmp))
     return out, file_sha256(out)
+
+
+def write_atomic(path, write):
+    """Write a file through `write(tmp_path)` then rename: a reader never sees half a file, and a kill
+    mid-write leaves the previous file intact. Every file the project writes goes through here."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    write(tmp)
+    os.replace(tmp, path)
 
 
 def file_sha256(path):
