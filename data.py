@@ -945,6 +945,11 @@ class SyntheticClip(Sequence):
                 visible[t] = True
         return boxes, visible
 
+    def starts_in_view(self):
+        """Does frame 0 show >= START_IN_VIEW of the target's mask (nothing on it, inside the frame)?"""
+        cx, cy, w, h = self.target.track[0]
+        return (self.matte(0) >= 128).sum() >= START_IN_VIEW * self.target.area * w * h
+
     def matte(self, i, region=None):
         """The target's visible mask at frame i over region (x0, y0, x1, y1) of whole frame pixels (default
         the frame), drawn by the renderer (everything else black): uint8 (h, w), 255 = all target."""
@@ -1023,33 +1028,52 @@ def _photos_of(seed):
 
 
 def open_synthetic(split='train', num=None, length=100, size=(320, 240)):
-    """The synthetic world's splits: disjoint seed ranges and photos (SYNTHETIC_SPLITS)."""
+    """The synthetic world's splits: disjoint seed ranges and photos (SYNTHETIC_SPLITS). The held-out
+    splits are benchmarks, so, as in LaSOT or GOT-10k, each clip starts with its target in view: their
+    seeds are the first of their range whose clip `starts_in_view`."""
     if split not in SYNTHETIC_SPLITS:
         raise ValueError(f"synthetic split must be one of {', '.join(SYNTHETIC_SPLITS)}, not {split!r}")
     first, default_num, photos = SYNTHETIC_SPLITS[split]
-    length = 1 if split == 'stills' else length
-    return _Clips(first, num or default_num, length, size, photos)
+    length, num = (1 if split == 'stills' else length), num or default_num
+    if photos == 'held_out':
+        return _Clips(benchmark_seeds(first, num, length, tuple(size)), length, size, photos)
+    return _Clips(range(first, first + num), length, size, photos)
+
+
+START_IN_VIEW = 0.9  # the share of the target's mask that a benchmark clip shows in its first frame
+
+
+@lru_cache(maxsize=None)
+def benchmark_seeds(first, num, length, size):
+    """The first `num` seeds from `first` whose clip shows >= START_IN_VIEW of its target in frame 0 (the
+    frame that gives the tracker its box): no occluder on it, not out of view."""
+    seeds, seed = [], first
+    while len(seeds) < num:
+        if SyntheticClip(seed, length, size, 'held_out').starts_in_view():
+            seeds.append(seed)
+        seed += 1
+    return seeds
 
 
 class _Clips(_ListLike):
     """The clips of a split, each built when first asked for (100,000 stills cost nothing until drawn)."""
 
-    def __init__(self, first, num, length, size, photos):
-        self.first, self.num, self.length, self.size, self.photos = first, num, length, size, photos
+    def __init__(self, seeds, length, size, photos):
+        self.seeds, self.length, self.size, self.photos = seeds, length, size, photos
         self.cache = {}
 
     def __len__(self):
-        return self.num
+        return len(self.seeds)
 
     def __getitem__(self, k):
         if isinstance(k, slice):
-            return [self[j] for j in range(*k.indices(self.num))]
-        if not -self.num <= k < self.num:
+            return [self[j] for j in range(*k.indices(len(self)))]
+        if not -len(self) <= k < len(self):
             raise IndexError(k)
-        k %= self.num
+        k %= len(self)
         if k in self.cache:
             return self.cache[k]
-        clip = SyntheticClip(self.first + k, self.length, self.size, self.photos)
+        clip = SyntheticClip(self.seeds[k], self.length, self.size, self.photos)
         if self.length > 1:  # a clip keeps its annotation; a still is cheaper to make again than to keep
             self.cache[k] = clip
         return clip
@@ -1252,7 +1276,7 @@ def main(argv=None):
     p.add_argument('--samples', type=int, default=640, help='samples per benchmark measurement')
     p.add_argument('--workers', default='0,1,2', help='DataLoader worker counts to benchmark')
     p.add_argument('--write-demo', metavar='DIR', help='write a synthetic clip as mp4 + GOT-10k folder')
-    p.add_argument('--seed', type=int, default=2_000_000, help='synthetic clip seed for --write-demo (a test clip)')
+    p.add_argument('--seed', type=int, default=2_000_001, help='synthetic clip seed for --write-demo (a test clip)')
     p.add_argument('--length', type=int, default=100)
     p.add_argument('--size', default='640x360', help='WxH of the demo clip')
     args = p.parse_args(argv)

@@ -420,7 +420,21 @@ def test_photo_split_is_disjoint_and_every_photo_documented():
     for split, photos in [('train', train), ('stills', train), ('val', held_out), ('test', held_out)]:
         for clip in data.open_dataset('synthetic', split=split, num=60, length=2):
             assert clip.photo_names <= photos, (split, clip.seed, clip.photo_names - photos)
-    assert data.synthetic_clip(data.SYNTHETIC_SPLITS['test'][0]).photo_names <= held_out  # the demo clip
+    assert data.open_synthetic('test')[0].photo_names <= held_out  # the demo clip
+
+
+def test_benchmark_clips_start_with_their_target_in_view():
+    """The held-out clips give the tracker frame 0's box: frame 0 shows the target (>= 90 % of its mask)."""
+    seeds = data.open_synthetic('test', num=6, length=40).seeds
+    first = data.SYNTHETIC_SPLITS['test'][0]
+    skipped = sorted(set(range(first, seeds[-1])) - set(seeds))
+    assert skipped  # some seeds of the range start with the target covered or out of view ...
+    for seed in seeds + skipped:
+        clip = data.synthetic_clip(seed, 40)
+        cx, cy, w, h = clip.target.track[0]
+        shown = (clip.matte(0) >= 128).sum() / (clip.target.area * w * h)
+        assert (shown >= data.START_IN_VIEW) == (seed in seeds), (seed, shown)  # ... and only those are left out
+        assert clip.visible[0] or seed in skipped
 
 
 def test_synthetic_boxes_tightly_enclose_the_visible_target():

@@ -113,7 +113,7 @@ where(track.Tracker.update)
 # leaving the frame. Green: ground truth; red: the tracker.
 
 # %%
-clip = data.synthetic_clip(data.SYNTHETIC_SPLITS['test'][0], length=LENGTH)
+clip = data.open_synthetic('test', num=1, length=LENGTH)[0]  # the first test clip: the demo's
 show_at = sorted({1, LENGTH // 4, LENGTH // 2, 3 * LENGTH // 4, LENGTH - 1})
 boxes, scores, maps = [clip.boxes[0]], [1.0], {}
 tracker.init(clip.frame(0), clip.boxes[0])
