@@ -287,7 +287,7 @@ checks['decoupled_trains_pos'] = 'pos_embed' in trainable(model)
 # Each row is one short `train.py` run: the paper's recipe on `weights/lorat-T-backbone.pth` at 112 px
 # (`python train.py` with no arguments, shortened) plus the row's flags, nothing else changed. Same
 # seed, so the same sequence of training pairs (`data.TrainingPairs`) and the same initial values
-# wherever two rows have the same parameters; 256 steps of batch 16 (quick mode: 2 of 4). Then
+# wherever two rows have the same parameters; 160 steps of batch 16 (quick mode: 2 of 4). Then
 # `evaluate.py run` tracks 8 held-out clips of 100 frames (quick: 2 of 10), made of photos that no
 # training clip uses (`data.PHOTO_SPLIT`), and scores them. The columns:
 #
@@ -385,7 +385,7 @@ checks['seed_gap'] = noise
 # grids trainable (and so move them, the only backbone tensors of ① that change); full fine-tuning
 # trains and moves everything.
 #
-# The SUC column is a real measurement but a very small one: 8 clips, after 256 steps (the paper: 170
+# The SUC column is a real measurement but a very small one: 8 clips, after 160 steps (the paper: 170
 # epochs of 131k pairs, scored on thousands of sequences). The paper's effects between rows ①–④ are
 # 0.2 to 2 SUC points; the standard errors here are several points, so read a difference between rows
 # against the seed-to-seed gap printed above. What such a short run can show is whether a row fails to

@@ -62,7 +62,7 @@ def find_weights():
     if latest.is_file() and (RUNS / latest.read_text().strip() / 'export.pt').is_file():
         return str(RUNS / latest.read_text().strip() / 'export.pt')
     print(f"no runs/latest in {rel(RUNS)}: one short epoch of `python train.py` "
-          f"({'a few steps' if QUICK else 'a few minutes'}); the whole recipe (10 epochs of 8192 pairs) tracks better")
+          f"({'a few steps' if QUICK else 'a few minutes'}); the whole recipe (4 epochs of 8192 pairs) tracks better")
     samples, batch, val = (16, 4, 16) if QUICK else (4096, 16, 256)
     run, *_ = train_run(RUNS / 'notebook04', 'lora-T', '--epochs', 1, '--samples-per-epoch', samples,
                         '--batch-size', batch, '--val-samples', val)
