@@ -360,10 +360,10 @@ def resume_command(argv, run_dir, world=1):
 
 class CtrlC:
     """The first Ctrl-C (or SIGTERM, a scheduler's notice) asks the loop to stop after the current step
-    (it saves and says how to resume); a second Ctrl-C stops at once. Under torchrun a Ctrl-C reaches each
-    worker twice: from the terminal and, a moment later, forwarded by torchrun's agent (which kills the
-    workers 30 s after); a repeat within `echo_s` is that same press. Installed only in the main thread
-    (where Python delivers signals)."""
+    (it saves and says how to resume); a second Ctrl-C stops at once. Under torchrun the agent forwards a
+    Ctrl-C to each worker (and kills them 30 s after); where the workers also share the terminal's process
+    group, the press reaches them twice, and a repeat within `echo_s` is that same press. Installed only
+    in the main thread (where Python delivers signals)."""
 
     def __init__(self, echo_s=None):
         self.requested, self.when, self.previous = False, 0.0, {}
