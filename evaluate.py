@@ -219,13 +219,28 @@ def score_tracker(folder, sequences, dataset, split, skip_missing=False):
                 cover, bound = got10k_cover_and_bound(seq)
                 records[seq.name] = {'ious': got10k_sequence_ious(pred, seq.boxes, cover, bound)}
             else:
-                records[seq.name] = sequence_curves(pred, seq.boxes, target_visible(seq, dataset), dataset)
+                visible = target_visible(seq, dataset)
+                records[seq.name] = {**sequence_curves(pred, seq.boxes, visible, dataset),
+                                     **held_and_tightness(pred, seq.boxes, visible, dataset)}
                 if len(pred) < len(seq):  # pytracking pads it (off LaSOT, where it is an error): so do we, and say so
                     print(f"warning: {path}: {len(pred)} boxes for {len(seq)} frames: scored with the missing "
                           f"ones as zero boxes (failures), pytracking's rule", file=sys.stderr)
         except ValueError as e:
             raise SystemExit(f"error: {path}: {e}") from None
     return records
+
+
+def held_and_tightness(pred, gt, visible, dataset):
+    """Where a sequence's score is lost, not a benchmark figure: `held` is the share of its valid frames
+    whose predicted box center lies inside the true box (the tracker is on the target), `iou_held` the
+    mean IoU over those frames (how tight its box is there). A low AUC with a high `held` is loose
+    boxes; with a low `held`, a lost target."""
+    iou, _, _, valid = sequence_errors(pred, gt, visible, dataset)
+    pred = clean_results(pred, gt, dataset)  # what sequence_errors scored
+    center = pred[:, :2] + pred[:, 2:] / 2  # (T, 2)
+    held = valid & np.all((center >= gt[:, :2]) & (center <= gt[:, :2] + gt[:, 2:]), 1)  # (T,)
+    return {'held': float(held.sum() / valid.sum()) if valid.any() else float('nan'),
+            'iou_held': float(iou[held].mean()) if held.any() else float('nan')}
 
 
 def summarize(records, names, got10k):
@@ -236,9 +251,12 @@ def summarize(records, names, got10k):
 
 
 def per_sequence_rows(tracker, records, got10k):
-    """One CSV row per sequence: tracker, sequence, then that sequence's own figures."""
+    """One CSV row per sequence: tracker, sequence, that sequence's own figures, then (OPE datasets)
+    where its score is lost: `held` and `iou_held` (held_and_tightness)."""
     for name, rec in records.items():
         figures = got10k_scores([rec['ious']]) if got10k else curve_scores([rec])
+        if not got10k:
+            figures.update(held=100 * rec['held'], iou_held=rec['iou_held'])
         yield {'tracker': tracker, 'sequence': name, **{k: f"{v:.4f}" for k, v in figures.items()}}
 
 

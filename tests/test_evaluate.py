@@ -48,6 +48,18 @@ def test_known_shift():
     assert scores(big + [15, 20, 0, 0], gt=big)['NP'] == 100
 
 
+def test_held_and_tightness_tell_a_lost_target_from_a_loose_box():
+    """Frame 0 is the given box; frame 1 is on the target but twice as wide (IoU 0.5); frame 2 is far
+    away; frame 3 is invisible (not counted). Held: frames 0 and 1 of the 3 valid ones."""
+    pred = GT.copy()
+    pred[1] = [0, 60, 200, 100]  # center (100, 110) inside the gt (50..150, 60..160)
+    pred[2] = [300, 300, 100, 100]
+    c = ev.held_and_tightness(pred, GT, np.array([True, True, True, False]), 'otb')
+    assert c['held'] == pytest.approx(2 / 3) and c['iou_held'] == pytest.approx((1 + 0.5) / 2)
+    loose = ev.held_and_tightness(np.array([GT[0]] + [[0, 60, 200, 100]] * 3), GT, ALL_VISIBLE, 'otb')
+    assert loose['held'] == 1 and loose['iou_held'] == pytest.approx((1 + 3 * 0.5) / 4)
+
+
 def test_absent_frames():
     """An invisible frame fails IoU and center error; its normalized error passes, except on LaSOT."""
     visible = np.array([True, True, False, True])
