@@ -18,11 +18,14 @@ the official LoRAT release's for what is trained (`blocks.0.attn.qkv.q.lora.A`, 
     python lorat.py --benchmark             # CPU forward speed against the matmul ceiling
 """
 import argparse
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -30,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 # -----------------------------------------------------------------------------
 # Model sizes and resolutions
@@ -55,6 +59,9 @@ T_BACKBONE_REBUILD = ("restore it with `git checkout -- weights/`, or rebuild it
                       "--samples-per-epoch 16384 --batch-size 32 --warmup-epochs 1 --augment on --val-samples 512 "
                       "--name pretrain-T && python lorat.py --export-backbone runs/pretrain-T/export.pt "
                       "weights/lorat-T-backbone.pth`")
+SHIPPED_T_BACKBONE = T_BACKBONE  # the file whose hash is checked on load (T_BACKBONE may point elsewhere in tests)
+# its sha256, as README.md states it ('The pretrained T backbone'): update both when the file is re-made
+T_BACKBONE_SHA256 = '293f097416fb4c01e88a80189e1a312bac642eb885861734c3d31b3e774fc62d'
 
 
 @dataclass
@@ -121,6 +128,12 @@ def make_config(size='T', res=None, **overrides):
 # 1. LoRA
 
 
+def compute_dtype(x):
+    """The dtype the matmuls of x run in: autocast's where it is on for x's device, else x's own."""
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if kind in ('cpu', 'cuda') and torch.is_autocast_enabled(kind) else x.dtype
+
+
 class LoRA(nn.Module):
     """The low-rank update of LoRA (Hu et al. 2021): delta(x) = dropout(x) A^T B^T * alpha / r.
 
@@ -141,9 +154,10 @@ class LoRA(nn.Module):
             nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
             nn.init.zeros_(self.B)
 
-    def forward(self, x):
-        # never form B @ A here: two thin matmuls cost r * (in + out) per token instead of in * out
-        return (self.dropout(x) @ self.A.T @ self.B.T) * self.scale
+    def down(self, x):
+        """x A^T: the first of LoRA's two thin matmuls, (M, in) -> (M, r). Never B @ A here: two thin
+        matmuls cost r * (in + out) per token instead of in * out."""
+        return F.linear(self.dropout(x) if self.dropout.p else x, self.A)
 
     def delta_weight(self):
         return (self.B.float() @ self.A.float()) * self.scale  # (out, in), fp32 for an exact merge
@@ -166,8 +180,12 @@ class Linear(nn.Module):
         out_features, in_features = self.weight.shape
         self.lora = LoRA(in_features, out_features, r, alpha, dropout, init)
 
-    def lora_delta(self, x):
-        return self.lora(x)
+    def down(self, x):
+        return self.lora.down(x)  # (M, r)
+
+    def up_(self, y, h):
+        """y += h B^T * alpha / r, in place: one addmm_, the scale folded into it."""
+        y.addmm_(h, self.lora.B.to(h.dtype).T, alpha=self.lora.scale)
 
     def delta_weight(self):
         return self.lora.delta_weight()
@@ -177,10 +195,15 @@ class Linear(nn.Module):
         return 'lora' in self._modules
 
     def forward(self, x):
-        y = F.linear(x, self.weight, self.bias)
-        if self.has_lora:
-            y = y + self.lora_delta(x)
-        return y
+        if not self.has_lora:
+            return F.linear(x, self.weight, self.bias)
+        # W x + b + dropout(x) A^T B^T alpha / r, costed as LoRA should be: under autocast x is cast once
+        # (not once per matmul), and the update is added into the frozen layer's output in place
+        shape = x.shape
+        x = x.reshape(-1, shape[-1]).to(compute_dtype(x))  # (M, in)
+        y = F.linear(x, self.weight, self.bias)  # (M, out)
+        self.up_(y, self.down(x))
+        return y.view(*shape[:-1], y.shape[-1])
 
     @torch.no_grad()
     def merge(self):
@@ -210,8 +233,18 @@ class FusedQKV(Linear):
     def has_lora(self):
         return 'q' in self._modules
 
-    def lora_delta(self, x):
-        return torch.cat([self.q.lora(x), self.k.lora(x), self.v.lora(x)], dim=-1)  # (..., 3C)
+    def down(self, x):
+        """One matmul for the three adapters: x [A_q; A_k; A_v]^T, (M, C) -> (M, 3r). With dropout (LoRAT
+        uses none) the three share one mask."""
+        A = torch.cat([self.q.lora.A, self.k.lora.A, self.v.lora.A])  # (3r, C)
+        return F.linear(self.q.lora.dropout(x) if self.q.lora.dropout.p else x, A)
+
+    def up_(self, y, h):
+        """q, k, v += h_q B_q^T, h_k B_k^T, h_v B_v^T * alpha / r: one batched matmul into y, in place."""
+        M, r = h.shape[0], self.q.lora.B.shape[1]
+        B = torch.stack([self.q.lora.B, self.k.lora.B, self.v.lora.B]).to(h.dtype)  # (3, C, r)
+        y.view(M, 3, -1).transpose(0, 1).baddbmm_(h.view(M, 3, r).transpose(0, 1), B.transpose(1, 2),
+                                                  alpha=self.q.lora.scale)  # (3, M, C) += (3, M, r) @ (3, r, C)
 
     def delta_weight(self):
         return torch.cat([self.q.lora.delta_weight(), self.k.lora.delta_weight(), self.v.lora.delta_weight()])
@@ -381,7 +414,7 @@ def template_fg_mask(box_xyxy, grid, stride=14):
 
     box_xyxy (B, 4) in template-crop pixels -> (B, grid, grid) int64, the row index into the type table.
     """
-    return box_cells(torch.as_tensor(box_xyxy, dtype=torch.float32) / stride, grid, grid).long()
+    return box_cells(torch.as_tensor(box_xyxy, dtype=torch.float64) / stride, grid, grid).long()
 
 
 class LoRAT(nn.Module):
@@ -393,24 +426,31 @@ class LoRAT(nn.Module):
     template foreground (1) or search (2).
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, backbone_device=None):
+        """backbone_device='meta': the backbone's tensors (what DINOv2 holds) are placeholders, no memory and
+        no init time, for load_dinov2 to replace by the file's own (memory-mapped) tensors; what is trained
+        (LoRA, the type table, the head) is made and initialized as usual."""
         super().__init__()
         self.cfg = cfg
         C, gz, gx = cfg.dim, cfg.template_grid, cfg.search_grid
-        self.patch_embed = PatchEmbed(C, cfg.patch_size)
-        self.pos_embed = nn.Parameter(sincos_pos_embed(gx, C))  # (1, gx*gx, C); DINOv2's when loaded
-        if cfg.pos_emb == 'separate':  # ablation 1: the template has an embedding of its own
-            self.template_pos_embed = nn.Parameter(sincos_pos_embed(gz, C))
+        backbone = lambda: torch.device(backbone_device) if backbone_device else contextlib.nullcontext()
+        with backbone():
+            self.patch_embed = PatchEmbed(C, cfg.patch_size)
+            self.pos_embed = nn.Parameter(sincos_pos_embed(gx, C))  # (1, gx*gx, C); DINOv2's when loaded
+            if cfg.pos_emb == 'separate':  # ablation 1: the template has an embedding of its own
+                self.template_pos_embed = nn.Parameter(sincos_pos_embed(gz, C))
         if cfg.type_emb:
             self.token_type_embed = nn.Parameter(torch.empty(3, C))
             nn.init.trunc_normal_(self.token_type_embed, std=0.02)
-        dpr = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
-        self.blocks = nn.ModuleList(Block(C, cfg.num_heads, cfg.ffn, cfg.ffn_hidden, p) for p in dpr)
-        self.norm = nn.LayerNorm(C, eps=1e-6)
+        with backbone():
+            dpr = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+            self.blocks = nn.ModuleList(Block(C, cfg.num_heads, cfg.ffn, cfg.ffn_hidden, p) for p in dpr)
+            self.norm = nn.LayerNorm(C, eps=1e-6)
         self.head = ConvHead(C) if cfg.head == 'conv' else MLPHead(C)
         if cfg.lora_rank > 0:
             add_lora(self, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_init)
         mark_trainable(self, 'lora' if cfg.lora_rank > 0 else 'full')
+        self.grad_checkpoint = False  # train.py --grad-checkpoint: memory for compute (not a model option)
 
     def template_positions(self):
         if self.cfg.pos_emb == 'separate':
@@ -431,8 +471,11 @@ class LoRAT(nn.Module):
     def forward(self, z, x, z_mask):
         """z (B,3,Tz,Tz), x (B,3,Sx,Sx) normalized; z_mask (B,gz,gz) -> logits (B,H,W), boxes (B,H,W,4)."""
         t = self.embed(z, x, z_mask)
+        checkpointing = self.grad_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            t = block(t)
+            # activation checkpointing keeps only each block's input and recomputes the block in the
+            # backward pass; the RNG state is replayed, so drop path drops the same samples both times
+            t = checkpoint(block, t, use_reentrant=False) if checkpointing else block(t)  # (B, N, C)
         t = self.norm(t)
         gx = self.cfg.search_grid
         return self.head(t[:, -gx * gx:], gx, gx)
@@ -576,7 +619,8 @@ def lorat_loss(score, boxes, gt_xyxy, num_pos_fn=None):
     num_pos = (num_pos_fn(num_pos) if num_pos_fn else num_pos).clamp(min=1)
     target = torch.where(pos, iou.detach(), torch.zeros_like(iou))
     loss_cls = F.binary_cross_entropy_with_logits(score.float(), target, reduction='sum') / num_pos
-    loss_reg = (1 - box_giou(boxes[pos], gt[pos])).sum() / num_pos
+    # a masked sum, not boxes[pos]: a shape that depends on the data would make the host wait for the GPU
+    loss_reg = torch.where(pos, 1 - box_giou(boxes, gt), 0.0).sum() / num_pos
     best = score.flatten(1).argmax(1)  # the box a tracker would report
     best_iou = iou.flatten(1).gather(1, best[:, None]).mean()
     return loss_cls + loss_reg, {'cls': loss_cls.detach(), 'reg': loss_reg.detach(), 'iou': best_iou.detach()}
@@ -585,9 +629,10 @@ def lorat_loss(score, boxes, gt_xyxy, num_pos_fn=None):
 # 6. Building and loading
 
 
-def build_model(size='T', res=None, **overrides):
-    """The one entry point: `build_model('L', 378)`, `build_model('B', head='conv', lora_rank=0)`."""
-    return LoRAT(make_config(size, res, **overrides))
+def build_model(size='T', res=None, backbone_device=None, **overrides):
+    """The one entry point: `build_model('L', 378)`, `build_model('B', head='conv', lora_rank=0)`.
+    backbone_device='meta' for a model whose backbone load_dinov2 fills next (LoRAT.__init__)."""
+    return LoRAT(make_config(size, res, **overrides), backbone_device)
 
 
 def build_model_from_config(config):
@@ -604,19 +649,116 @@ def read_state_dict(path_or_url):
         except Exception as e:  # no network, a proxy, a 404: all end here
             raise SystemExit(f"error: cannot download {path} ({type(e).__name__}: {e}); "
                              f"download it yourself and pass the local file") from None
+    if os.path.isdir(path):
+        raise SystemExit(f"error: weights file {path} is a folder: give the file in it (e.g. {os.path.join(path, 'export.pt')})")
     if not os.path.isfile(path):
         raise SystemExit(f"error: weights file {path} does not exist: check the path")
+    if os.path.realpath(path) == os.path.realpath(SHIPPED_T_BACKBONE):
+        check_shipped_hash(path)
     try:
         with open(path, 'rb') as f:
-            magic = f.read(8)
-        if path.endswith('.safetensors') or not magic.startswith(b'PK'):
+            head = f.read(9)
+        # safetensors: an 8-byte header length, then the JSON header; anything else goes to torch.load
+        # (the zip format of torch >= 1.6, and the legacy pickle stream before it)
+        if path.endswith('.safetensors') or head[8:9] == b'{':
             from safetensors.torch import load_file
             return load_file(path)
-        sd = torch.load(path, map_location='cpu', weights_only=True)
+        # the zip format is memory-mapped: tensors are read from the file as they are used, and a model built
+        # on the meta device takes them without a copy (a ViT-g is 4.5 GB, once per rank)
+        sd = torch.load(path, map_location='cpu', weights_only=True, mmap=head[:2] == b'PK')
     except Exception as e:
-        raise SystemExit(f"error: cannot read weights file {path} ({type(e).__name__}): "
-                         f"is it a PyTorch or safetensors checkpoint?") from None
+        raise SystemExit(f"error: cannot read weights file {path} ({type(e).__name__}): it is damaged, or not "
+                         f"a PyTorch or safetensors checkpoint") from None
     return sd
+
+
+# What a weights file is, told from its keys (lorat.identify_weights), and what it is for
+WEIGHT_KINDS = {
+    'export': "a tracker export (train.py's export.pt: LoRA merged)",
+    'checkpoint': "a train.py checkpoint (ckpt.pt)",
+    'release': "an official LoRAT release (LoRA, type table and head only)",
+    'backbone': "a backbone in DINOv2's layout (no head)",
+    'other': "not a LoRAT or DINOv2 weights file",
+}
+
+
+def identify_weights(path_or_url):
+    """The ONE place a weights file is told apart -> (kind, contents, detail). kind: 'export' (train.py's
+    export.pt), 'checkpoint' (train.py's ckpt.pt), 'release' (the authors' safetensors: LoRA, type table,
+    head), 'backbone' (DINOv2's layout: the public files, the shipped T backbone, --export-backbone's),
+    or 'other' (`detail` says what it holds). A checkpoint of a newer version of this code is refused here."""
+    sd = read_state_dict(path_or_url)
+    if not isinstance(sd, dict):
+        return 'other', sd, f"it holds a {type(sd).__name__}, not a dict of tensors"
+    if 'config' in sd or 'model' in sd:
+        config, model = sd.get('config'), sd.get('model')
+        if not isinstance(config, dict) or not isinstance(model, dict):
+            return 'other', sd, "it has a 'config' or 'model' entry but not both as dicts"
+        unknown = sorted(set(config) - {f.name for f in fields(ModelConfig)})
+        if unknown:
+            raise SystemExit(f"error: {path_or_url} was made by a newer version of this code (model options "
+                             f"{', '.join(unknown[:4])} are unknown here): update lorat, or use weights made by this version")
+        return ('checkpoint' if 'optimizer' in sd else 'export'), sd, ''
+    if not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        return 'other', sd, "a dict that is not all tensors"
+    keys = set(sd)
+    backbone = 'patch_embed.proj.weight' in keys
+    lora = any('.lora.' in k for k in keys)
+    head = 'token_type_embed' in keys or any(k.startswith('head.') for k in keys)
+    if backbone and not lora and not head:
+        return 'backbone', sd, ''
+    if not backbone and lora and 'token_type_embed' in keys:
+        return 'release', sd, ''
+    if backbone and head:
+        return 'other', sd, "a bare LoRAT state dict (no 'config'): save trackers the way train.py's export does"
+    return 'other', sd, f"{len(keys)} tensors, e.g. {sorted(keys)[:2]}"
+
+
+def wrong_weights(path, kind, detail, flag, role):
+    """One line: `flag path` is of `kind`, which is not what `role` ('tracker' or 'backbone') needs, and what to do."""
+    what = WEIGHT_KINDS[kind] + (f" ({detail})" if detail else '')
+    if role == 'tracker':
+        fix = {'backbone': f"give it as --backbone (of a LoRA-only ckpt.pt or an official release), "
+                           f"or train a tracker on it: python train.py --weights {path}",
+               'other': "give a train.py export.pt or ckpt.pt, or an official LoRAT release"}[kind]
+    else:
+        fix = {'export': f"to train on its backbone, write it out first: python lorat.py --export-backbone {path} "
+                         f"backbone.pth, and pass backbone.pth" if flag == '--weights' else "give it to track.py as --weights",
+               'checkpoint': f"continue its run with python train.py --resume {os.path.dirname(os.path.abspath(path))}, "
+                             f"or give it to track.py as --weights",
+               'release': "give it as --weights (with its DINOv2 backbone as --backbone)",
+               'other': "give a DINOv2-layout backbone (dinov2_vit{s,b,l,g}14_pretrain.pth, weights/lorat-T-backbone.pth)"}[kind]
+    if kind == 'other':
+        return f"error: {flag} {path} is {what}: {fix}"
+    return f"error: {flag} {path} is {what}, not {'tracker weights' if role == 'tracker' else 'a backbone'}: {fix}"
+
+
+def read_backbone(path_or_url, flag='--backbone'):
+    """A backbone state dict in DINOv2's layout; another kind of file is one line (wrong_weights)."""
+    kind, sd, detail = identify_weights(path_or_url)
+    if kind != 'backbone':
+        raise SystemExit(wrong_weights(path_or_url, kind, detail, flag, 'backbone'))
+    return sd
+
+
+_SHA_CACHE = {}  # (real path, mtime_ns, size) -> sha256: a file is hashed once per change
+
+
+def cached_sha256(path):
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]
+
+
+def check_shipped_hash(path):
+    """The shipped T backbone is the file README.md's sha256 names (T_BACKBONE_SHA256); else one line."""
+    found = cached_sha256(path)
+    if found != T_BACKBONE_SHA256:
+        raise SystemExit(f"error: {path} is not the shipped T backbone (sha256 {found[:16]}..., expected "
+                         f"{T_BACKBONE_SHA256[:16]}...): it was changed or damaged; restore it with "
+                         f"`git checkout -- weights/lorat-T-backbone.pth`")
 
 
 def check_t_backbone(path):
@@ -630,6 +772,8 @@ def check_t_backbone(path):
         raise SystemExit(f"error: the shipped T backbone {path} is damaged ({type(e).__name__}): {T_BACKBONE_REBUILD}") from None
     if size != 'T' or depth != SIZES['T'][1]:
         raise SystemExit(f"error: {path} holds a ViT-{size} backbone of depth {depth}, not the shipped size T: {T_BACKBONE_REBUILD}")
+    if os.path.realpath(path) == os.path.realpath(SHIPPED_T_BACKBONE):
+        check_shipped_hash(path)
 
 
 def default_backbone(size, download=True):
@@ -660,7 +804,10 @@ def export_backbone(weights, out):
     files): patch_embed, pos_embed (1, 1 + n*n, C) with a cls position in front, cls_token and mask_token
     (zeros: LoRAT never uses them), blocks, norm. No head and no token type table: the tracker that
     adapts it learns those fresh, as LoRAT does on DINOv2."""
-    model = load_model(weights)  # merged: any LoRA is folded into the weights first
+    if os.path.exists(out) and os.path.exists(weights) and os.path.samefile(out, weights):
+        raise SystemExit(f"error: --export-backbone {weights} {out}: OUT is the tracker itself, which it would replace: "
+                         f"give another OUT file")
+    model = load_model(weights, flag='--export-backbone WEIGHTS')  # merged: any LoRA is folded into the weights first
     sd = {k: v for k, v in model.state_dict().items()
           if not k.startswith(('head.', 'token_type_embed', 'template_pos_embed'))}
     C = model.cfg.dim
@@ -673,12 +820,76 @@ def export_backbone(weights, out):
 
 def write_atomic(path, write):
     """Write a file through `write(tmp_path)` then rename: a reader never sees half a file, and a kill
-    mid-write leaves the previous file intact. Every file the project writes goes through here."""
+    mid-write leaves the previous file intact. Every file the project writes goes through here.
+
+    The .tmp is removed on any failure: an exception, Ctrl-C, SIGTERM (turned into SystemExit(143) while
+    writing, where nothing else handles it), a SystemExit raised by `write`. A file that cannot be written
+    (read-only folder, a folder given as the file, a file given as a folder, a full disk) is one line."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise SystemExit(f"error: cannot write {path}: it is a folder; give a file name")
     tmp = path.with_name(path.name + '.tmp')
-    write(tmp)
-    os.replace(tmp, path)
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _sigterm_exit)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        reason = write_error(e, path)
+        if reason:
+            raise SystemExit(f"error: cannot write {path}: {reason}") from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def check_writable(path, flag, folder=False):
+    """Before the work: `flag path` can be written (a file: not a folder; `folder`: a folder, made if need be),
+    under a folder that is one and writable; else one line. The write itself goes through write_atomic,
+    which also turns a late failure into one line."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise SystemExit(f"error: {flag} {path} is a folder: give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise SystemExit(f"error: {flag} {path} is a file, not a folder: give a folder")
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SystemExit(f"error: {flag} {path}: {parent} is a file, not a folder: give a path inside a folder")
+    if not os.access(parent, os.W_OK):
+        raise SystemExit(f"error: {flag} {path}: the folder {parent} is read-only: write to another folder")
+    return str(path)
+
+
+def _sigterm_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def write_error(e, path):
+    """An OS error while writing `path` -> '<what went wrong> — <fix>'; None for any other exception."""
+    import errno
+    if isinstance(e, RuntimeError) and ('inline_container' in str(e) or 'file write failed' in str(e)):
+        return "the write failed (is the disk full?) — free some space, or write elsewhere"
+    if not isinstance(e, OSError):
+        return None
+    code = e.errno
+    if code == errno.ENOSPC or code == errno.EDQUOT:
+        return "the disk is full — free some space, or write elsewhere"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied (the folder {path.parent} is read-only) — write to another folder"
+    if code == errno.ENOTDIR or (code == errno.EEXIST and e.filename and not os.path.isdir(e.filename)):
+        return f"a part of the path is a file, not a folder ({e.filename}) — give a path inside a folder"
+    if code == errno.EISDIR:
+        return "it is a folder — give a file name"
+    if code == errno.ENAMETOOLONG:
+        return "the name is too long — give a shorter one"
+    return f"{e.strerror or e} — check the path"
 
 
 def file_sha256(path):
@@ -688,6 +899,11 @@ def file_sha256(path):
         for block in iter(lambda: f.read(1 << 24), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def available_cpus():
+    """The cores this process may run on: its CPU affinity (a cluster job's share), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 
 def resolve_device(device, local_rank=None):
@@ -726,18 +942,20 @@ def size_of_state_dict(sd):
     return 'unknown'
 
 
-def load_dinov2(model, path_or_url):
+def load_dinov2(model, path_or_url, flag='--backbone'):
     """Load the official DINOv2 weights (`dinov2_vit{s,b,l,g}14_pretrain.pth`) into the backbone.
 
     Every backbone tensor must be consumed; the cls and mask tokens are dropped (LoRAT does not use
     them); the 37x37 position grid (without its cls entry) is resized once to the search grid.
+    `flag`: the option that named the file (train.py's --weights, track.py's --backbone), for the errors.
     """
-    sd = dict(read_state_dict(path_or_url))
+    sd = dict(read_backbone(path_or_url, flag))
     cfg = model.cfg
     ckpt_size = size_of_state_dict(sd)
     if ckpt_size != cfg.size or sum(k.endswith('ls1.gamma') for k in sd) != cfg.depth:
+        fix = f"pass --size {ckpt_size}" if flag == '--weights' else f"give the ViT-{cfg.size} one"
         raise SystemExit(f"error: {path_or_url} holds a ViT-{ckpt_size} backbone but the model is size {cfg.size}: "
-                         f"use the DINOv2 file of size {cfg.size} or pass --size {ckpt_size}")
+                         f"use the DINOv2 file of size {cfg.size} or {fix}")
     if 'register_tokens' in sd:
         raise SystemExit(f"error: {path_or_url} is a DINOv2 'with registers' model; LoRAT uses the plain one "
                          f"(dinov2_vit{cfg.size.lower()}14_pretrain.pth)")
@@ -766,18 +984,22 @@ def copy_tensors(model, sd, source):
         if params[k].shape != v.shape:
             raise SystemExit(f"error: {source}: {k} has shape {tuple(v.shape)}, the model expects "
                              f"{tuple(params[k].shape)}: it was made for another size or resolution")
+    if any(params[k].is_meta for k in sd):  # built with backbone_device='meta': take the tensors themselves
+        model.load_state_dict(sd, strict=False, assign=True)
+        return
     with torch.no_grad():
         for k, v in sd.items():
             params[k].copy_(v)
 
 
-def load_official_lorat(path, backbone=None, res=None, device='cpu'):
+def load_official_lorat(path, backbone=None, res=None, device='cpu', sd=None):
     """A released LoRAT checkpoint (safetensors: LoRA, type table and head only) + its DINOv2 backbone.
 
     The size comes from the tensors' width; the resolution is not in the file (the position grid is
-    re-derived from DINOv2's), so it comes from `res` or a '378' in the file name.
+    re-derived from DINOv2's), so it comes from `res` or a '378' in the file name. Every LoRA, type
+    table and head tensor of the model must be in the file (one left random would track silently worse).
     """
-    sd = dict(read_state_dict(path))
+    sd = dict(read_state_dict(path) if sd is None else sd)
     alpha = float(sd.pop('lora_alpha', torch.tensor(64)))
     if bool(sd.pop('use_rslora', torch.tensor(False))):
         raise SystemExit(f"error: {path} uses rsLoRA scaling, which this loader does not implement")
@@ -785,21 +1007,34 @@ def load_official_lorat(path, backbone=None, res=None, device='cpu'):
     if size not in SIZES:
         raise SystemExit(f"error: {path} is not a LoRAT checkpoint (no token_type_embed of a known width)")
     res = res or (378 if '378' in os.path.basename(str(path)) else 224)
-    rank = sd['blocks.0.attn.proj.lora.A'].shape[0]
-    model = build_model(size, res, lora_rank=rank, lora_alpha=alpha)
+    ranks = [v.shape[0] for k, v in sd.items() if k.endswith('.lora.A') and v.dim() == 2]
+    if not ranks:
+        raise SystemExit(f"error: {path} is not a LoRAT release: it holds no LoRA tensor (*.lora.A)")
+    model = build_model(size, res, lora_rank=ranks[0], lora_alpha=alpha)
+    trained = {k for k in model.state_dict() if '.lora.' in k or k == 'token_type_embed' or k.startswith('head.')}
+    missing = sorted(trained - set(sd))
+    if missing:
+        raise SystemExit(f"error: {path} lacks {len(missing)} of the release's {len(trained)} tensors (e.g. {missing[0]}): "
+                         f"the file is incomplete; download it again")
     load_dinov2(model, backbone or DINOV2_URL.format(s=size.lower()))
     copy_tensors(model, sd, str(path))
     return model.to(device).merge().eval()
 
 
-def load_model(path, backbone=None, device='cpu', res=None):
+def load_model(path, backbone=None, device='cpu', res=None, flag='--weights'):
     """Any tracker weights, ready for inference (LoRA merged, eval mode):
     a train.py checkpoint, a merged export, or an official LoRAT release (needs its DINOv2 backbone).
+    Another kind of file (a backbone, a bare state dict...) is one line that says what it is and where it goes.
     """
-    sd = read_state_dict(path)
-    if 'config' not in sd:  # the official release is a bare tensor dict
-        return load_official_lorat(path, backbone, res, device)
-    model = build_model_from_config(sd['config'])
+    kind, sd, detail = identify_weights(path)
+    if kind not in ('export', 'checkpoint', 'release'):
+        raise SystemExit(wrong_weights(path, kind, detail, flag, 'tracker'))
+    if kind == 'release':  # the official release is a bare tensor dict
+        return load_official_lorat(path, backbone, res, device, sd)
+    try:
+        model = build_model_from_config(sd['config'])
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"error: {path}: its model config cannot be built ({e}): the file is damaged or of another version") from None
     if 'patch_embed.proj.weight' not in sd['model']:  # LoRA checkpoint: the frozen backbone is elsewhere
         weights, expected = str(backbone or sd.get('weights') or ''), sd.get('weights_sha256')
         if not weights:
@@ -808,7 +1043,7 @@ def load_model(path, backbone=None, device='cpu', res=None):
         if local and not os.path.isfile(weights):
             raise SystemExit(f"error: {path} holds only LoRA weights and its backbone {weights} is not there: "
                              f"pass --backbone FILE" + (f" (the file with sha256 {expected[:16]}...)" if expected else ''))
-        found = file_sha256(weights) if local and expected else expected
+        found = cached_sha256(weights) if local and expected else expected
         if found != expected:
             raise SystemExit(f"error: {weights} is not the backbone {path} was trained on (sha256 "
                              f"{found[:16]}... vs {expected[:16]}...): pass that one with --backbone")
@@ -874,6 +1109,34 @@ def print_cards(cards):
               f"{c['macs_G']:>9.1f}   {ref}")
 
 
+VIEW_OPS = ('view', 't', 'transpose', 'permute', 'unbind', 'detach', '_unsafe_view', 'as_strided', 'expand', 'slice',
+            'split', 'unsqueeze', 'squeeze', 'alias')
+
+
+def count_block_ops(size='L', lora_rank=64, tokens=80):
+    """aten ops of one block's training forward under CPU bf16 autocast: (all, kernels), kernels being
+    the ops that are not views (a view moves no memory and launches nothing on a GPU). What LoRA adds
+    over a merged block is what a GPU pays for in launches and memory traffic."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    with torch.device('cpu'):
+        model = build_model(size, lora_rank=lora_rank).train()
+    block = model.blocks[-1]  # the last block: the largest drop path
+    x = torch.randn(1, tokens, model.cfg.dim)
+    with torch.autocast('cpu', dtype=torch.bfloat16), Count() as counter:
+        block(x)
+    return len(counter.ops), sum(op not in VIEW_OPS for op in counter.ops)
+
+
 def median_ms(fn, warmup=3, iters=10):
     for _ in range(warmup):
         fn()
@@ -909,14 +1172,120 @@ def benchmark(size, res, threads):
               f"{achieved:.0f} GFLOP/s = {achieved / ceiling * 100:.0f}% of the 2048^3 matmul's {ceiling:.0f} GFLOP/s")
 
 
+# -----------------------------------------------------------------------------
+# Command-line values, checked at parse time: every numeric flag of the five scripts has one of these
+# types, so a bad value is one line naming the flag, before any work (argparse adds "argument --flag: ").
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line `error: argument --x: ...` (no usage block): like every other error."""
+
+    def error(self, message):
+        raise SystemExit(f"error: {message}")  # printed as the one line, as the scripts' other errors
+
+
+def _checked(convert, ok, want):
+    def check(text):
+        try:
+            value = convert(text)
+        except (TypeError, ValueError, OverflowError):
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {want}")
+        return value
+    check.__name__ = want  # argparse names the type in some messages
+    return check
+
+
+def _float(text):
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _int(text):
+    value = int(text)
+    return value if abs(value) < 2 ** 62 else None
+
+
+positive_int = _checked(_int, lambda v: v > 0, "a positive integer (1, 2, ...)")
+nonneg_int = _checked(_int, lambda v: v >= 0, "an integer >= 0")
+seed_int = _checked(_int, lambda v: 0 <= v < 2 ** 32, "a seed: an integer in 0 .. 2^32-1")
+finite_float = _checked(_float, lambda v: True, "a finite number")
+positive_float = _checked(_float, lambda v: v > 0, "a finite number > 0")
+nonneg_float = _checked(_float, lambda v: v >= 0, "a finite number >= 0")
+unit_float = _checked(_float, lambda v: 0 < v <= 1, "a number in (0, 1]")
+
+
+def resolution(text):
+    try:
+        return make_config('T', int(text)).res
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown resolution {text}: choose one of {', '.join(map(str, RESOLUTIONS))}") from None
+
+
+def size_name(text):
+    if text not in SIZES:
+        raise argparse.ArgumentTypeError(f"unknown model size {text!r}: choose one of {', '.join(SIZES)}")
+    return text
+
+
+def csv_of(item, want):
+    """Comma-separated values, each checked by `item` (e.g. --workers 0,1,2)."""
+    def check(text):
+        try:
+            return [item(v.strip()) for v in str(text).split(',')]
+        except argparse.ArgumentTypeError as e:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {want} ({e})") from None
+    return check
+
+
+def sampling_weights(text):
+    """--data-weights: finite numbers >= 0, comma-separated, at least one > 0."""
+    values = csv_of(nonneg_float, "comma-separated weights >= 0 (e.g. 3,1)")(text)
+    if not any(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: every weight is 0, so nothing would be sampled: give one > 0")
+    return values
+
+
+MAX_BOX = 1e6  # px: no frame is larger; beyond it a box's arithmetic overflows
+
+
+def box_xywh(text):
+    """x,y,w,h in pixels: four finite numbers, w and h > 0, within +-1e6 px."""
+    try:
+        box = [float(v) for v in str(text).split(',')]
+    except ValueError:
+        box = []
+    if len(box) != 4 or not all(math.isfinite(v) and abs(v) <= MAX_BOX for v in box):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a box: give four numbers x,y,w,h in pixels (e.g. 120,80,60,40)")
+    if box[2] <= 0 or box[3] <= 0:
+        raise argparse.ArgumentTypeError(f"{text} has zero or negative size: w and h must be > 0")
+    return box
+
+
+def frame_size(max_side):
+    """WxH in pixels, each side 2 .. max_side (a frame that fits in memory and in an mp4)."""
+    def check(text):
+        try:
+            w, h = (int(v) for v in str(text).lower().split('x'))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a size WxH (e.g. 640x360)") from None
+        if not (2 <= w <= max_side and 2 <= h <= max_side):
+            raise argparse.ArgumentTypeError(f"{text}: each side must be 2 .. {max_side} px")
+        return w, h
+    return check
+
+
 def main():
-    parser = argparse.ArgumentParser(description="LoRAT model card: params and MACs of a variant.")
-    parser.add_argument('--size', default='B', help=f"one of {', '.join(SIZES)} (default B)")
-    parser.add_argument('--res', type=int, default=None, help="112, 224 or 378 (default 224; T: 112)")
+    parser = Parser(description="LoRAT model card: params and MACs of a variant.")
+    parser.add_argument('--size', type=size_name, default='B', help=f"one of {', '.join(SIZES)} (default B)")
+    parser.add_argument('--res', type=resolution, default=None, help="112, 224 or 378 (default 224; T: 112)")
     parser.add_argument('--all', action='store_true', help="the table for B/L/g x 224/378")
     parser.add_argument('--json', action='store_true', help="a JSON list, one object per variant")
     parser.add_argument('--benchmark', action='store_true', help="CPU forward speed, fp32 and bf16")
-    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--count-ops', action='store_true', help="aten ops of one block forward under bf16 "
+                                                                  "autocast: LoRA against merged")
+    parser.add_argument('--threads', type=positive_int, default=2)
     parser.add_argument('--export-backbone', nargs=2, metavar=('WEIGHTS', 'OUT'),
                         help="write a trained tracker's backbone as a DINOv2-layout checkpoint (how "
                              "weights/lorat-T-backbone.pth is made) and print its sha256")
@@ -924,12 +1293,17 @@ def main():
     try:
         if args.benchmark:
             return benchmark(args.size, args.res, args.threads)
+        if args.count_ops:
+            for rank, what in ((64, 'LoRA r=64'), (0, 'merged')):
+                total, kernels = count_block_ops(args.size, rank)
+                print(f"{args.size} block forward, training, CPU bf16 autocast, {what}: {total} aten ops, {kernels} not views")
+            return
         if args.export_backbone:
             out, sha = export_backbone(*args.export_backbone)
             return print(f"backbone: {out}\nsha256: {sha}")
         variants = [(s, r) for s in 'BLg' for r in (224, 378)] if args.all else [(args.size, args.res)]
         cards = [model_card(s, r) for s, r in variants]
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     if args.json:
         print(json.dumps(cards, indent=1))

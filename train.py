@@ -7,6 +7,7 @@ Train LoRAT, nanoGPT-style: one flat script, from one CPU process to many GPUs w
         # LoRA on DINOv2 ViT-L/14 (downloaded once to torch hub's cache) on lasot,got10k,trackingnet,coco
     python train.py ... --resume runs/<name>         # the same command + --resume: continues exactly
     python train.py --benchmark --size B --res 224   # LoRA vs full fine-tuning: step time and peak memory
+    python train.py --benchmark --size L --grad-checkpoint   # + activation checkpointing, the g-378 estimate
 
 What is trained (the paper's first idea): LoRA on every linear layer of the frozen pretrained blocks +
 the token type table + the head; with --full-finetune, everything (layer-wise lr decay 0.7, clip 0.1,
@@ -71,16 +72,32 @@ SAME_ON_RESUME = ('data', 'data_weights', 'weights', 'full_finetune', 'seed', 'b
                   'samples_per_epoch', 'warmup_epochs', 'weight_decay', 'clip', 'layer_decay', 'augment')
 
 
+def data_weights(text):
+    """--data-weights: checked (finite, >= 0, one > 0), kept as given (a resume compares it as text)."""
+    lorat.sampling_weights(text)
+    return text
+
+
+def data_names(text):
+    """--data: every name a dataset this code reads (a typo is named as such, not as a missing data root)."""
+    known = list(data.DATASETS) + list(data.ALIASES)
+    names = [n.strip() for n in str(text).split(',')]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown dataset {unknown[0]!r}: choose from {', '.join(known)}")
+    return text
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train LoRAT (see the module docstring for examples).")
-    p.add_argument('--size', default='T', help="T, S, B, L or g (default T)")
-    p.add_argument('--res', type=int, default=None, help="112, 224 or 378 (default: 112 for T, else 224)")
-    p.add_argument('--data', default=None, help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom "
+    p = lorat.Parser(description="Train LoRAT (see the module docstring for examples).")
+    p.add_argument('--size', type=lorat.size_name, default='T', help="T, S, B, L or g (default T)")
+    p.add_argument('--res', type=lorat.resolution, default=None, help="112, 224 or 378 (default: 112 for T, else 224)")
+    p.add_argument('--data', type=data_names, default=None, help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom "
                                                 f"(default: synthetic for size T, {PAPER_MIX} for the others)")
     p.add_argument('--data-root', default=None, help="the folder holding LaSOT/, GOT-10k/, TrackingNet/, COCO/ (default: $LORAT_DATA)")
     p.add_argument('--partial', action='store_true', help="use the sequences present of a dataset only partly there "
                                                          "(default: refuse it; it says how many of how many)")
-    p.add_argument('--data-weights', default=None, help="sampling weight per dataset, comma-separated (default equal)")
+    p.add_argument('--data-weights', type=data_weights, default=None, help="sampling weight per dataset, comma-separated (default equal)")
     p.add_argument('--weights', default=None, help="backbone file in DINOv2's layout (default: the public dinov2_vit{s,b,l,g}14_pretrain.pth "
                                                    "from torch hub's cache, downloaded there if absent; size T: weights/lorat-T-backbone.pth)")
     p.add_argument('--scratch', action='store_true', help="no pretrained backbone: train every parameter from random init")
@@ -91,22 +108,22 @@ def parse_args(argv=None):
     p.add_argument('--no-type-emb', action='store_true', help="no token type embedding")
     p.add_argument('--no-fg', action='store_true', help="no template foreground indicator")
     p.add_argument('--lora-init', default='bert', help="bert (LoRAT: trunc-normal A and B) or lora (zero B)")
-    p.add_argument('--lora-rank', type=int, default=None, help="default: the recipe's (64; 16 for size T)")
+    p.add_argument('--lora-rank', type=lorat.positive_int, default=None, help="default: the recipe's (64; 16 for size T)")
     # optimization; None means: the recipe of this case (RECIPES)
-    p.add_argument('--epochs', type=int, default=None)
-    p.add_argument('--samples-per-epoch', type=int, default=None)
-    p.add_argument('--batch-size', type=int, default=None, help="global batch, over all ranks and micro-steps")
-    p.add_argument('--accum', type=int, default=1, help="gradient accumulation steps (batch 16 x 8 = 128)")
-    p.add_argument('--lr', type=float, default=None)
-    p.add_argument('--warmup-epochs', type=float, default=None)
-    p.add_argument('--weight-decay', type=float, default=None)
-    p.add_argument('--clip', type=float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
-    p.add_argument('--layer-decay', type=float, default=None, help="layer-wise lr decay (default 0.7 when full fine-tuning)")
+    p.add_argument('--epochs', type=lorat.positive_int, default=None)
+    p.add_argument('--samples-per-epoch', type=lorat.positive_int, default=None)
+    p.add_argument('--batch-size', type=lorat.positive_int, default=None, help="global batch, over all ranks and micro-steps")
+    p.add_argument('--accum', type=lorat.positive_int, default=1, help="gradient accumulation steps (batch 16 x 8 = 128)")
+    p.add_argument('--lr', type=lorat.positive_float, default=None)
+    p.add_argument('--warmup-epochs', type=lorat.nonneg_float, default=None)
+    p.add_argument('--weight-decay', type=lorat.nonneg_float, default=None)
+    p.add_argument('--clip', type=lorat.positive_float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
+    p.add_argument('--layer-decay', type=lorat.unit_float, default=None, help="layer-wise lr decay (default 0.7 when full fine-tuning)")
     p.add_argument('--augment', default=None, choices=['on', 'off'],
                    help="flips + color augmentation of the facts (default: on; off from scratch on the synthetic "
                         "world, where color is what tells the target from its look-alikes)")
-    p.add_argument('--val-samples', type=int, default=None, help="held-out pairs validated each epoch")
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--val-samples', type=lorat.nonneg_int, default=None, help="held-out pairs validated each epoch")
+    p.add_argument('--seed', type=lorat.seed_int, default=0)
     # machinery
     p.add_argument('--dtype', default=None, help="fp32, bf16 or fp16 (autocast; default bf16 on CUDA, fp16 with loss "
                                                  "scaling on a GPU without bf16, fp32 on the CPU)")
@@ -114,20 +131,23 @@ def parse_args(argv=None):
                                                   "each rank takes cuda:LOCAL_RANK)")
     p.add_argument('--deterministic', action='store_true', help="deterministic CUDA kernels (PyTorch's deterministic "
                                                                 "algorithms, a fixed cuBLAS workspace): exact resume on GPUs, slower")
-    p.add_argument('--workers', type=int, default=None, help="DataLoader workers per rank")
-    p.add_argument('--threads', type=int, default=None, help="CPU threads per rank (default: its share of the cores)")
+    p.add_argument('--workers', type=lorat.nonneg_int, default=None, help="DataLoader workers per rank")
+    p.add_argument('--threads', type=lorat.positive_int, default=None, help="CPU threads per rank (default: its share of the cores)")
     p.add_argument('--out', default='runs', help="runs folder: runs/<name>/{ckpt.pt,log.jsonl,export.pt}")
     p.add_argument('--name', default=None, help="run name (default: date-time and size)")
     p.add_argument('--resume', default=None, help="run folder or ckpt.pt to continue exactly")
-    p.add_argument('--ckpt-every', type=int, default=0, help="checkpoint every N steps (0: each epoch)")
+    p.add_argument('--ckpt-every', type=lorat.nonneg_int, default=0, help="checkpoint every N steps (0: each epoch)")
     p.add_argument('--export', action=argparse.BooleanOptionalAction, default=True,
                    help="end with export.pt, LoRA merged into the weights, what track.py and evaluate.py load (default: yes)")
-    p.add_argument('--log-every', type=int, default=10)
-    p.add_argument('--kill-at', type=int, default=None, help="testing: SIGKILL this process after N steps")
-    p.add_argument('--interrupt-at', type=int, default=None, help=argparse.SUPPRESS)  # testing: Ctrl-C after N steps
+    p.add_argument('--log-every', type=lorat.positive_int, default=10)
+    p.add_argument('--kill-at', type=lorat.positive_int, default=None, help="testing: SIGKILL this process after N steps")
+    p.add_argument('--interrupt-at', type=lorat.positive_int, default=None, help=argparse.SUPPRESS)  # testing: Ctrl-C after N steps
     p.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
-    p.add_argument('--bench-steps', type=int, default=5)
+    p.add_argument('--bench-steps', type=lorat.positive_int, default=5)
     p.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
+    p.add_argument('--grad-checkpoint', action='store_true', help="activation checkpointing per block: keep only "
+                   "each block's input, recompute the block in the backward pass: memory for compute (--benchmark "
+                   "--grad-checkpoint prints both)")
     args = p.parse_args(argv)
     if args.dtype is not None and args.dtype not in DTYPES:
         raise SystemExit(f"error: --dtype {args.dtype}: choose one of {', '.join(DTYPES)}")
@@ -156,10 +176,13 @@ def build(args):
     """The model of these flags, its backbone loaded (--weights, else the size's default), its trainable
     parameters marked; and the mode."""
     lora = not args.scratch and not args.full_finetune
+    # the backbone is built on the meta device and takes the (memory-mapped) tensors of the file: no rank
+    # holds a randomly initialized copy of it in host memory, nor spends time drawing one
     model = lorat.build_model(args.size, args.res, head=args.head, pos_emb=args.pos_emb, type_emb=not args.no_type_emb,
-                              fg=not args.no_fg, lora_init=args.lora_init, lora_rank=args.lora_rank if lora else 0)
+                              fg=not args.no_fg, lora_init=args.lora_init, lora_rank=args.lora_rank if lora else 0,
+                              backbone_device=None if args.scratch else 'meta')
     if not args.scratch:
-        lorat.load_dinov2(model, args.weights or lorat.default_backbone(args.size))
+        lorat.load_dinov2(model, args.weights or lorat.default_backbone(args.size), flag='--weights')
     lorat.mark_trainable(model, 'lora' if lora else 'full')
     return model, 'lora' if lora else 'full'
 
@@ -209,8 +232,11 @@ def grad_groups(model):
 
 
 def grad_norm(params):
-    grads = [p.grad.float().norm() for p in params if p.grad is not None]
-    return torch.stack(grads).norm().item() if grads else 0.0
+    """The L2 norm of these parameters' gradients, left on the device (one _foreach_norm, no host sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=params[0].device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
 
 # -----------------------------------------------------------------------------
 # Data: global indices are a pure function of the step, samples a pure function of the index
@@ -236,7 +262,12 @@ def open_datasets(args, split):
         raise SystemExit(f"error: --data-weights has {len(weights)} values for {len(names)} datasets")
     # in LoRAT's mix GOT-10k contributes its VOT-excluded part; the GOT-10k protocol trains on all of it
     split_of = lambda n: ('vot_' + split) if n == 'got10k' and len(names) > 1 else split
-    return [data.open_dataset(n, root, split=split_of(n), partial=args.partial) for n in names], weights
+    sets = [data.open_dataset(n, root, split=split_of(n), partial=args.partial) for n in names]
+    for seqs in sets:  # the boxes against the frames (two file checks a sequence), not a crash hours in
+        if isinstance(seqs, list):
+            for seq in seqs:
+                seq.check(first_box=False)
+    return sets, weights
 
 
 def open_validation(args):
@@ -345,8 +376,10 @@ def export(run_dir, model):
     return path
 
 
-def resume_command(argv, run_dir, world=1):
-    """The command line that continues this run: the same flags, --resume <run folder>."""
+def resume_command(argv, run_dir, world=1, local_world=None):
+    """The command line that continues this run: the same flags, --resume <run folder>. On several nodes
+    (world > LOCAL_WORLD_SIZE) it is torchrun's multi-node form, to start on every node as before; the run
+    folder must then be on a filesystem every node sees (README.md)."""
     argv, kept = list(sys.argv[1:] if argv is None else argv), []
     while argv:
         a = argv.pop(0)
@@ -354,7 +387,12 @@ def resume_command(argv, run_dir, world=1):
             argv = argv[1:]
         elif not a.startswith(('--resume=', '--interrupt-at=', '--kill-at=')):
             kept.append(a)
+    local_world = local_world or int(os.environ.get('LOCAL_WORLD_SIZE', world))
     start = f"torchrun --nproc_per_node={world}" if world > 1 else "python"
+    if world > local_world:
+        endpoint = f"{os.environ.get('MASTER_ADDR', 'HOST')}:{os.environ.get('MASTER_PORT', '29500')}"
+        start = (f"torchrun --nnodes={world // local_world} --nproc_per_node={local_world} --rdzv-backend=c10d "
+                 f"--rdzv-endpoint={endpoint}")
     return f"{start} train.py {shlex.join(kept + ['--resume', run_dir])}"
 
 
@@ -425,7 +463,7 @@ def default_threads(local_world, busy_loader=False):
     """This rank's share of the cores, less one for the loader when it is busy all the time
     (`loader_is_busy`): a model thread sharing a core with a busy worker makes every OpenMP barrier wait.
     A loader idle most of the step is not counted: its core would sit idle (README.md, "Where this differs")."""
-    share = max(1, (os.cpu_count() or 1) // local_world)
+    share = max(1, lorat.available_cpus() // local_world)
     return max(1, share - 1) if busy_loader else share
 
 
@@ -464,10 +502,19 @@ def loader_is_busy(data_s, model_s, cores, workers):
     return load > 0.5
 
 
+def default_dtype(device):
+    """fp32 on the CPU; on a GPU bf16 where it is in hardware (Ampere and later), else fp16 with loss scaling.
+    Emulated bf16 does not count (a V100 or T4 would run it slowly). Asks about the current GPU: call after
+    torch.cuda.set_device."""
+    if device == 'cpu':
+        return 'fp32'
+    return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
+
+
 def default_workers(device, local_world):
     """DataLoader workers per rank. On CUDA the data pipeline gets the cores of this node, shared by the
     ranks on it (LOCAL_WORLD_SIZE, not the world size of all nodes); on the CPU one worker makes data."""
-    return min(8, max(1, (os.cpu_count() or 1) // local_world)) if device != 'cpu' else 1
+    return min(8, max(1, lorat.available_cpus() // local_world)) if device != 'cpu' else 1
 
 
 def setup(args):
@@ -481,13 +528,13 @@ def setup(args):
         torch.backends.cudnn.benchmark = False
     device = lorat.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'),
                                   local_rank if ddp else None)
-    args.dtype = args.dtype or ('fp32' if device == 'cpu' else 'bf16' if torch.cuda.is_bf16_supported() else 'fp16')
-    if args.dtype == 'fp16' and device == 'cpu':
-        raise SystemExit("error: --dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
     if device.startswith('cuda'):
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device)  # first: whatever asks "the current GPU" must not open a context on GPU 0
     elif args.threads:
         torch.set_num_threads(args.threads)  # else chosen in train(), once the loader's work can be measured
+    args.dtype = args.dtype or default_dtype(device)
+    if args.dtype == 'fp16' and device == 'cpu':
+        raise SystemExit("error: --dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
     if ddp:
         # rank 0 writes checkpoints while the others wait in the next collective: give it time
         dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo', timeout=datetime.timedelta(minutes=60))
@@ -502,6 +549,8 @@ def resolve_weights(args, local_rank):
     if args.weights and args.weights.startswith(('http://', 'https://')):
         return args.weights
     if args.weights:
+        if os.path.isdir(args.weights):
+            raise SystemExit(f"error: --weights {args.weights} is a folder: give the backbone file (DINOv2's layout) in it")
         if not os.path.isfile(args.weights):
             raise SystemExit(f"error: --weights {args.weights}: no such file (the DINOv2 backbone, e.g. "
                              f"dinov2_vitl14_pretrain.pth from github.com/facebookresearch/dinov2)")
@@ -519,6 +568,30 @@ def check(args, world):
         raise SystemExit(f"error: --batch-size {args.batch_size} is not divisible by --accum {args.accum} x {world} ranks")
     if args.samples_per_epoch < args.batch_size:
         raise SystemExit(f"error: --samples-per-epoch {args.samples_per_epoch} is smaller than --batch-size {args.batch_size}")
+    names = [n.strip() for n in args.data.split(',')]
+    if args.data_weights and len(args.data_weights.split(',')) != len(names):
+        raise SystemExit(f"error: --data-weights {args.data_weights} has {len(args.data_weights.split(','))} values for "
+                         f"the {len(names)} datasets of --data {args.data}: give one weight per dataset")
+    if not args.resume:
+        lorat.check_writable(args.out, '--out', folder=True)
+    if not args.resume and args.name:
+        refuse_existing_run(os.path.join(args.out, args.name))
+
+
+def refuse_existing_run(run_dir):
+    """A new run never writes into another run's folder (its ckpt.pt, export.pt and log.jsonl would be replaced
+    or mixed): one line that says how to continue that run, or to name this one otherwise."""
+    if not any(os.path.exists(os.path.join(run_dir, f)) for f in ('ckpt.pt', 'export.pt', 'log.jsonl')):
+        return
+    state = 'a run'
+    try:
+        with open(os.path.join(run_dir, 'log.jsonl')) as f:
+            last = json.loads(f.read().strip().splitlines()[-1])
+        state = f"a finished run ({last['step']} steps)" if last.get('done') else f"a run stopped at step {last.get('step')}"
+    except (OSError, ValueError, IndexError, KeyError):
+        pass
+    raise SystemExit(f"error: {run_dir} already holds {state}: continue it with --resume {run_dir}, or give another --name "
+                     f"(a new run never overwrites one)")
 
 
 def train(args, argv=None):
@@ -533,6 +606,7 @@ def train(args, argv=None):
     args.weights_sha256 = lorat.file_sha256(args.weights) if master and local_file else None  # recorded in ckpt.pt
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model, mode = build(args)
+    model.grad_checkpoint = args.grad_checkpoint
     model.to(device)
     cfg = model.cfg
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -588,7 +662,7 @@ def train(args, argv=None):
         # the thread count changes the rounding of the model's sums: a resumed run keeps the one it had
         args.threads = (args.threads or (ckpt['args'].get('threads') if args.resume else None)
                         or default_threads(local_world, workers > 0 and loader_is_busy(
-                            *sample_costs(train_set, raw_model), (os.cpu_count() or 1) // local_world, workers)))
+                            *sample_costs(train_set, raw_model), lorat.available_cpus() // local_world, workers)))
         torch.set_num_threads(args.threads)
     loader = torch.utils.data.DataLoader(
         train_set, batch_sampler=StepSampler(step, total_steps, steps_per_epoch, args.samples_per_epoch,
@@ -604,7 +678,7 @@ def train(args, argv=None):
         + (f" ({args.threads} threads + {workers} loader workers)" if device == 'cpu' else '') + f"; run folder {run_dir}")
     log = open(log_path, 'a') if master else None
     stop = CtrlC()
-    t0, first, waited = time.time(), step, 0.0
+    t0, first, waited, pending = time.time(), step, 0.0, []  # pending: steps not yet read from the device
     while step < total_steps:
         lr = get_lr(step, total_steps, warmup_steps, args.lr)
         for group in optimizer.param_groups:
@@ -612,13 +686,15 @@ def train(args, argv=None):
         tick = time.perf_counter()
         micro = [next(batches) for _ in range(args.accum)]
         data_wait = time.perf_counter() - tick  # the model idles while the loader has no batch ready
+        # Nothing below reads the device until a log step: no .item(), no data-dependent shape, no copy of
+        # pageable memory to the GPU (which waits for the queue), so a GPU never idles waiting for Python.
+        micro = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in micro]
         # the loss is normalized by the positives of the whole global batch, as if it were one batch
-        num_pos = sum(lorat.positive_cells(b['x_box'], cfg.search_grid).sum() for b in micro).float().to(device)
+        num_pos = sum(lorat.positive_cells(b['x_box'], cfg.search_grid).sum() for b in micro).float()
         if ddp:
             dist.all_reduce(num_pos)
         stats = torch.zeros(4, device=device)  # loss, cls, reg, iou
         for m, b in enumerate(micro):
-            b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
             # sync gradients only on the last micro-step: the others just add to the local .grad
             sync = model.no_sync() if ddp and m < args.accum - 1 else contextlib.nullcontext()
             with sync:
@@ -629,28 +705,39 @@ def train(args, argv=None):
                 scaler.scale(loss).backward()
             stats += torch.stack([loss.detach(), parts['cls'], parts['reg'], parts['iou'] / args.accum])
         scaler.unscale_(optimizer)  # the logged norms and the clip see the true gradients
-        norms = {f'grad_norm/{g}': grad_norm(ps) for g, ps in groups.items()}
-        total_norm = torch.nn.utils.clip_grad_norm_(params, args.clip).item()
-        scaler.step(optimizer)  # fp16: skipped when a gradient overflowed, and the scale shrinks
+        norms = torch.stack([grad_norm(ps) for ps in groups.values()])  # (G,), on the device
+        total_norm = torch.nn.utils.clip_grad_norm_(params, args.clip)  # a device tensor (foreach on CUDA)
+        scaler.step(optimizer)  # fp16: skipped when a gradient overflowed (a host sync: fp16 only)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         if args.interrupt_at == step:  # testing: a user's Ctrl-C, at a known step
             os.kill(os.getpid(), signal.SIGINT)
-        # the last number: did anyone press Ctrl-C? Summed over ranks, so that all of them stop at this step
-        stats = torch.cat([stats, torch.tensor([float(stop.requested)], device=device)])
+        # the 5th number: did anyone press Ctrl-C? Summed over ranks, so that all of them stop at one step
+        stats = torch.cat([stats, torch.full((1,), float(stop.requested), device=device)])
         if ddp:
             dist.all_reduce(stats)
             stats /= world
-        loss, cls, reg, iou, stopping = stats.tolist()
-        record = dict(step=step, epoch=step / steps_per_epoch, lr=lr, loss=loss, cls=cls, reg=reg, iou=iou,
-                      grad_norm=total_norm, **norms, step_s=time.perf_counter() - tick, data_wait_s=data_wait)
+        pending.append((dict(step=step, epoch=step / steps_per_epoch, lr=lr, step_s=time.perf_counter() - tick,
+                             data_wait_s=data_wait), torch.cat([stats, total_norm[None], norms])))
         waited += data_wait
         epoch_end = step % steps_per_epoch == 0
+        ckpt_step = epoch_end or step == total_steps or (args.ckpt_every and step % args.ckpt_every == 0)
+        # Under DDP a Ctrl-C is agreed on at the next log step (each rank reads the summed flag there);
+        # alone, this process knows at once.
+        if not (ckpt_step or step % args.log_every == 0 or (stop.requested and not ddp) or args.kill_at == step):
+            continue
+        # a log step: one device-to-host copy for every step since the last one
+        values = torch.stack([v for _, v in pending]).tolist()
+        records = [dict(r, loss=v[0], cls=v[1], reg=v[2], iou=v[3], grad_norm=v[5],
+                        **{f'grad_norm/{g}': n for g, n in zip(groups, v[6:])}) for (r, _), v in zip(pending, values)]
+        pending, stopping = [], values[-1][4] > 0
+        record = records[-1]
+        loss, cls, reg, iou, total_norm = (record[k] for k in ('loss', 'cls', 'reg', 'iou', 'grad_norm'))
         if epoch_end and val_set is not None:
             record['val_iou'] = validate(raw_model, val_set, device, ctx, rank, world)
         if master:
-            log.write(json.dumps(record) + '\n')
+            log.writelines(json.dumps(r) + '\n' for r in records)
             log.flush()
         if master and (step % args.log_every == 0 or epoch_end or step == total_steps):
             elapsed = time.time() - t0
@@ -661,7 +748,7 @@ def train(args, argv=None):
                 f"{sps:.0f} samples/s, {100 * waited / elapsed:.0f}% waiting for data | ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
         if 'val_iou' in record:
             say(f"epoch {step // steps_per_epoch}: held-out mean IoU {record['val_iou']:.3f}")
-        if epoch_end or step == total_steps or (args.ckpt_every and step % args.ckpt_every == 0) or stopping:
+        if ckpt_step or stopping:
             rngs = [rng_state()]
             if ddp:
                 rngs = [None] * world
@@ -701,6 +788,22 @@ def train(args, argv=None):
 # The paper's training-efficiency comparison: LoRA vs full fine-tuning, same batch
 
 
+def bench_steps(model, optimizer, ctx, inputs, gt, steps, sync):
+    """Seconds of each of `steps` training steps: forward, loss, backward, AdamW."""
+    times = []
+    for _ in range(steps):
+        sync()  # the kernels still queued are not this step's time
+        t = time.perf_counter()
+        with ctx:
+            score, boxes = model(*inputs)
+        lorat.lorat_loss(score, boxes, gt)[0].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+        times.append(time.perf_counter() - t)
+    return times
+
+
 def benchmark_mode(args):
     """A few training steps of one mode on random inputs; prints one JSON line (run in a fresh process,
     so that peak RSS is this mode's alone)."""
@@ -710,13 +813,15 @@ def benchmark_mode(args):
         torch.cuda.set_device(device)
     elif args.threads:
         torch.set_num_threads(args.threads)
-    dtype = args.dtype or ('fp32' if not cuda else 'bf16' if torch.cuda.is_bf16_supported() else 'fp16')
+    dtype = args.dtype or default_dtype(device)
     if dtype == 'fp16' and not cuda:
         raise SystemExit("error: --dtype fp16 is for GPUs without bf16; on the CPU use fp32 or bf16")
     torch.manual_seed(0)
     lora = args.bench_mode == 'lora'
-    model = lorat.build_model(args.size, args.res, lora_rank=args.lora_rank if lora else 0).to(device)
+    with torch.device(device):  # initialized where it runs: a ViT-g drawn on the CPU takes minutes
+        model = lorat.build_model(args.size, args.res, lora_rank=args.lora_rank if lora else 0)
     lorat.mark_trainable(model, 'lora' if lora else 'full')
+    model.grad_checkpoint = args.grad_checkpoint
     optimizer = torch.optim.AdamW(param_groups(model, 0.1, 1.0), lr=1e-4)
     cfg, B = model.cfg, args.batch_size
     z = torch.randn(B, 3, cfg.template_size, cfg.template_size, device=device)
@@ -725,29 +830,70 @@ def benchmark_mode(args):
     gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(B, 1)
     ctx = torch.autocast(torch.device(device).type, dtype=DTYPES[dtype], enabled=dtype != 'fp32')
     sync = torch.cuda.synchronize if cuda else (lambda: None)  # CUDA runs behind Python: wait for it
-    times = []
-    for i in range(2 + args.bench_steps):  # 2 warm-up steps
-        sync()  # the kernels still queued are not this step's time
-        t = time.perf_counter()
-        with ctx:
-            score, boxes = model(z, x, z_mask)
-        lorat.lorat_loss(score, boxes, gt)[0].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        times.append(time.perf_counter() - t)
+    mode = args.bench_mode + (' + ckpt' if args.grad_checkpoint else '')
+    try:
+        times = bench_steps(model, optimizer, ctx, (z, x, z_mask), gt, 2 + args.bench_steps, sync)  # 2 warm-up
+    except torch.OutOfMemoryError:  # full fine-tuning of g without checkpointing, on a smaller GPU
+        return print(json.dumps(dict(mode=mode, step_ms=None, peak_gb=None, trainable_m=0, device=device, dtype=dtype)))
     peak = torch.cuda.max_memory_allocated(device) if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(json.dumps(dict(mode=args.bench_mode, step_ms=1e3 * float(np.median(times[2:])), peak_gb=peak / 1e9,
+    print(json.dumps(dict(mode=mode, step_ms=1e3 * float(np.median(times[2:])), peak_gb=peak / 1e9,
                           trainable_m=trainable / 1e6, device=device, dtype=dtype)))
+
+
+def saved_bytes_per_block(size, tokens, batch=1, lora_rank=64):
+    """Bytes autograd keeps for the backward pass from one LoRA block's training forward under bf16
+    autocast (CPU), each storage once, parameters not counted (they are resident anyway). The frozen
+    weights' bf16 copies, made by autocast and saved by the matmuls, are in it."""
+    cfg = lorat.make_config(size)
+    block = lorat.Block(cfg.dim, cfg.num_heads, cfg.ffn, cfg.ffn_hidden, cfg.drop_path).train()
+    for layer in [m for m in block.modules() if isinstance(m, lorat.Linear)]:
+        layer.add_lora(lora_rank, lora_rank)
+    for name, p in block.named_parameters():
+        p.requires_grad = '.lora.' in name
+    params = {p.untyped_storage().data_ptr() for p in block.parameters()}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    x = torch.randn(batch, tokens, cfg.dim, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast('cpu', dtype=torch.bfloat16):
+        block(x)
+    return sum(saved.values())
+
+
+def memory_estimate(size, res, batch, grad_checkpoint, lora_rank=64):
+    """Peak GPU memory of a LoRA training step (GB), from the saved bytes of one block measured on the CPU at
+    two token counts (a constant part, the weights' bf16 copies, and a part per token): fp32 weights,
+    gradients and AdamW moments of what is trained, and the activations; with checkpointing each block keeps
+    its fp32 input only and one block at a time is recomputed. Workspace and fragmentation not counted."""
+    cfg = lorat.make_config(size, res)
+    n1, n2 = 64, 128
+    b1, b2 = saved_bytes_per_block(size, n1), saved_bytes_per_block(size, n2)
+    per_token = (b2 - b1) / (n2 - n1)
+    fixed = b1 - n1 * per_token
+    tokens = batch * (cfg.template_grid ** 2 + cfg.search_grid ** 2)
+    block = fixed + tokens * per_token
+    with torch.device('meta'):
+        model = lorat.build_model(size, res, lora_rank=lora_rank)
+    weights = sum(p.numel() for p in model.parameters()) * 4
+    states = sum(p.numel() for p in model.parameters() if p.requires_grad) * 4 * 3  # grad + two moments
+    activations = cfg.depth * tokens * cfg.dim * 4 + block if grad_checkpoint else cfg.depth * block
+    return dict(bytes_per_token_channel=per_token / cfg.dim, block_gb=block / 1e9,
+                peak_gb=(weights + states + activations) / 1e9)
 
 
 def benchmark(args):
     res = {}
-    for mode in ('lora', 'full'):
+    modes = [('lora', False), ('full', False)] + ([('lora', True)] if args.grad_checkpoint else [])
+    for mode, ckpt in modes:
         cmd = [sys.executable, os.path.abspath(__file__), '--benchmark', '--bench-mode', mode, '--size', args.size,
                '--batch-size', str(args.batch_size), '--bench-steps', str(args.bench_steps),
-               '--lora-rank', str(args.lora_rank or RECIPES['lorat']['lora_rank'])]
+               '--lora-rank', str(args.lora_rank or RECIPES['lorat']['lora_rank'])] + ['--grad-checkpoint'] * ckpt
         for flag, value in (('--res', args.res), ('--dtype', args.dtype), ('--device', args.device), ('--threads', args.threads)):
             cmd += [flag, str(value)] if value is not None else []
         # glibc raises its mmap threshold as tensors are freed and then keeps freed memory in the heap, so
@@ -756,13 +902,31 @@ def benchmark(args):
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode:
             raise SystemExit(f"error: the {mode} benchmark failed: {out.stderr.strip().splitlines()[-1]}")
-        res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        res[row['mode']] = row
     lo, fu = res['lora'], res['full']
     memory = 'max allocated' if lo['device'].startswith('cuda') else 'peak RSS of the process'
     print(f"{args.size}-{lorat.make_config(args.size, args.res).res}, batch {args.batch_size}, {lo['dtype']} on {lo['device']}; memory = {memory}")
-    for r in (lo, fu):
-        print(f"  {r['mode']:<5} trainable {r['trainable_m']:7.2f}M  step {r['step_ms']:8.1f} ms  memory {r['peak_gb']:6.2f} GB")
-    print(f"  LoRA / full: time {lo['step_ms'] / fu['step_ms']:.2f}, memory {lo['peak_gb'] / fu['peak_gb']:.2f}")
+    ratio = lambda a, b, key: f"{a[key] / b[key]:.2f}" if a[key] and b[key] else '-'  # '-': out of memory
+    for r in res.values():
+        if r['step_ms'] is None:
+            print(f"  {r['mode']:<12} out of memory")
+        else:
+            print(f"  {r['mode']:<12} trainable {r['trainable_m']:7.2f}M  step {r['step_ms']:8.1f} ms  memory {r['peak_gb']:6.2f} GB")
+    print(f"  LoRA / full: time {ratio(lo, fu, 'step_ms')}, memory {ratio(lo, fu, 'peak_gb')}")
+    if args.grad_checkpoint:
+        ck = res['lora + ckpt']
+        print(f"  checkpointing / not: time {ratio(ck, lo, 'step_ms')}, memory {ratio(ck, lo, 'peak_gb')}")
+        cfg = lorat.make_config(args.size, args.res)
+        tokens = cfg.template_grid ** 2 + cfg.search_grid ** 2
+        saved = saved_bytes_per_block(args.size, tokens)
+        print(f"  saved for backward per block and sample (bf16 autocast): {saved / 1e6:.2f} MB without "
+              f"checkpointing, {tokens * cfg.dim * 4 / 1e6:.2f} MB with (the block's fp32 input)")
+        for ckpt in (False, True):
+            est = res[f"g-378 estimate{' + ckpt' * ckpt}"] = memory_estimate('g', 378, 16, ckpt)
+            print(f"  estimate, g-378 LoRA batch 16 bf16 {'with' if ckpt else 'without'} checkpointing: "
+                  f"{est['peak_gb']:.1f} GB ({est['bytes_per_token_channel']:.1f} bytes per token per channel "
+                  f"per block); the paper: 25.8 GB")
     return res
 
 
@@ -774,7 +938,7 @@ def main(argv=None):
         if args.benchmark:
             return benchmark(args)
         return train(args, argv)
-    except (ValueError, FileNotFoundError) as e:  # unknown size, resolution, head, dataset...
+    except (ValueError, OSError) as e:  # unknown size, resolution, head, dataset; a folder that cannot be made...
         raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:  # the second Ctrl-C
         print("stopped at once: --resume continues from the last checkpoint", file=sys.stderr)

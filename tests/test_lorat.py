@@ -88,6 +88,68 @@ def test_fused_qkv_has_three_adapters_and_merges():
     torch.testing.assert_close(qkv(x), out, atol=1e-5, rtol=0)
 
 
+def old_lora_formula(layer, x):
+    """The textbook LoRA forward this project had before the fused one: W x + b + (x A^T B^T) * scale, one
+    adapter at a time, q/k/v concatenated."""
+    lora = lambda m: (x @ m.A.T @ m.B.T) * m.scale
+    delta = (torch.cat([lora(layer.q.lora), lora(layer.k.lora), lora(layer.v.lora)], -1)
+             if isinstance(layer, lorat.FusedQKV) else lora(layer.lora))
+    return F.linear(x, layer.weight, layer.bias) + delta
+
+
+def lora_layers(seed=0):
+    torch.manual_seed(seed)
+    plain, qkv = lorat.Linear(48, 80), lorat.FusedQKV(48, 144)
+    for layer in (plain, qkv):
+        layer.add_lora(r=8, alpha=16)  # scale 2: the fold of the scale into the matmul is tested too
+    return plain, qkv
+
+
+def outputs_and_grads(layer, x, fn, autocast=False):
+    x = x.clone().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=autocast):
+        y = fn(layer, x)
+    (y.float() * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+    grads = [x.grad] + [p.grad for n, p in sorted(layer.named_parameters()) if '.lora.' in f'.{n}']
+    layer.zero_grad(set_to_none=True)
+    return [y.float()] + grads
+
+
+@pytest.mark.parametrize('which', [0, 1])
+def test_fused_lora_equals_the_textbook_formula_in_fp32_and_bf16(which):
+    """One A matmul for q, k, v, the update added in place: the same outputs and gradients (x, every A
+    and B) as the formula; fp32 to rounding, bf16 autocast within 2% of the output's scale (the fused
+    form rounds once where the formula rounds the update before adding it)."""
+    layer = lora_layers()[which]
+    x = torch.randn(2, 5, 48)
+    new, old = outputs_and_grads(layer, x, lambda m, t: m(t)), outputs_and_grads(layer, x, old_lora_formula)
+    assert len(new) == (4 if which == 0 else 8)  # y, x's gradient, each A and B
+    for a, b in zip(new, old):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    new = outputs_and_grads(layer, x, lambda m, t: m(t), autocast=True)
+    old = outputs_and_grads(layer, x, old_lora_formula, autocast=True)
+    assert layer(x).dtype == torch.float32
+    for a, b in zip(new, old):
+        assert (a.float() - b.float()).abs().max() <= 0.02 * b.float().abs().max()
+
+
+def test_lora_keys_are_the_official_releases():
+    """The authors' release loads key by key: the fused forward must not rename a tensor."""
+    plain, qkv = lora_layers()
+    assert sorted(plain.state_dict()) == ['bias', 'lora.A', 'lora.B', 'weight']
+    assert sorted(qkv.state_dict()) == ['bias', 'k.lora.A', 'k.lora.B', 'q.lora.A', 'q.lora.B', 'v.lora.A', 'v.lora.B', 'weight']
+    assert qkv.state_dict()['k.lora.B'].shape == (48, 8) and qkv.state_dict()['q.lora.A'].shape == (8, 48)
+
+
+def test_a_lora_block_costs_few_ops_more_than_a_merged_one():
+    """Under bf16 autocast the textbook LoRA block ran 115 aten ops (61 not views) against 40 (22) merged:
+    x cast per adapter, a scale multiply per adapter, q/k/v concatenated then added."""
+    total, kernels = lorat.count_block_ops('T', lora_rank=16)
+    merged_total, merged_kernels = lorat.count_block_ops('T', lora_rank=0)
+    assert merged_kernels == 22
+    assert kernels - merged_kernels <= 18 and total <= 72, (total, kernels)
+
+
 def test_whole_model_merge_is_exact():
     torch.manual_seed(0)
     model = lorat.build_model('T', lora_rank=16).eval()
@@ -540,3 +602,177 @@ def test_devices_are_checked_in_one_line_and_torchrun_ranks_get_their_own_gpu(mo
         lorat.resolve_device('cuda', local_rank=2)
     with pytest.raises(SystemExit, match=r'--device cuda:5, but only 2'):
         lorat.resolve_device('cuda:5')
+
+
+# ----------------------------------------------------------------------------- issue 22: bad inputs, one mechanism each
+
+def tiny_export(path, seed=0):
+    torch.manual_seed(seed)
+    model = lorat.build_model('T', lora_rank=0)
+    torch.save({'config': asdict(model.cfg), 'model': model.state_dict(), 'merged': True}, path)
+    return model
+
+
+@pytest.mark.parametrize('kind, text, value', [
+    (lorat.positive_int, '3', 3), (lorat.nonneg_int, '0', 0), (lorat.positive_float, '0.5', 0.5),
+    (lorat.nonneg_float, '0', 0.0), (lorat.unit_float, '1', 1.0), (lorat.resolution, '224', 224),
+    (lorat.box_xywh, '-20,5,40,40', [-20.0, 5.0, 40.0, 40.0]), (lorat.sampling_weights, '3,0', [3.0, 0.0]),
+    (lorat.frame_size(4096), '640x360', (640, 360)), (lorat.csv_of(lorat.nonneg_int, 'counts'), '0,1,2', [0, 1, 2]),
+])
+def test_checked_argument_types_accept_good_values(kind, text, value):
+    assert kind(text) == value
+
+
+@pytest.mark.parametrize('kind, text', [
+    (lorat.positive_int, '0'), (lorat.positive_int, '-4'), (lorat.positive_int, '1.5'), (lorat.nonneg_int, '-1'),
+    (lorat.positive_float, 'nan'), (lorat.positive_float, 'inf'), (lorat.positive_float, '-5'), (lorat.nonneg_float, '-1e-9'),
+    (lorat.finite_float, '1e999'), (lorat.unit_float, '0'), (lorat.resolution, '300'), (lorat.seed_int, '-3'),
+    (lorat.box_xywh, '1e308,1,2,2'), (lorat.box_xywh, '1,2,3'), (lorat.box_xywh, '1,1,0,5'), (lorat.box_xywh, 'nan,1,2,2'),
+    (lorat.sampling_weights, '3,-1'), (lorat.sampling_weights, '0,0'), (lorat.sampling_weights, 'nan,1'),
+    (lorat.sampling_weights, 'inf,1'), (lorat.frame_size(4096), '100000x100000'), (lorat.frame_size(4096), '640by360'),
+])
+def test_checked_argument_types_refuse_bad_values_in_one_line(kind, text):
+    parser = lorat.Parser(prog='x')
+    parser.add_argument('--flag', type=kind)
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(['--flag=' + text])
+    message = str(e.value.code)
+    assert message.startswith('error: argument --flag: ') and '\n' not in message, message
+
+
+def test_weights_files_are_identified_in_one_place_and_a_wrong_use_is_one_line(tmp_path):
+    tiny_export(tmp_path / 'export.pt')
+    model = lorat.build_model('T', lora_rank=0)
+    torch.save(dinov2_state_dict(), tmp_path / 'dino.pth')
+    torch.save(model.state_dict(), tmp_path / 'bare.pt')
+    torch.save([1, 2, 3], tmp_path / 'list.pt')
+    newer = torch.load(tmp_path / 'export.pt', weights_only=True)
+    newer['config']['option_of_tomorrow'] = 1
+    torch.save(newer, tmp_path / 'newer.pt')
+    kinds = {name: lorat.identify_weights(str(tmp_path / name))[0] for name in ('export.pt', 'dino.pth', 'bare.pt', 'list.pt')}
+    assert kinds == {'export.pt': 'export', 'dino.pth': 'backbone', 'bare.pt': 'other', 'list.pt': 'other'}
+    cases = [('dino.pth', r'--weights .*dino.pth is a backbone .*, not tracker weights: give it as --backbone .*train.py --weights'),
+             ('bare.pt', r'bare LoRAT state dict'), ('list.pt', r'holds a list'), ('newer.pt', r'newer version .*option_of_tomorrow')]
+    for name, message in cases:  # was KeyError: 'blocks.0.attn.proj.lora.A'
+        with pytest.raises(SystemExit, match=message) as e:
+            lorat.load_model(str(tmp_path / name))
+        assert '\n' not in str(e.value.code) and str(e.value.code).startswith('error: ')
+    with pytest.raises(SystemExit, match=r'--weights .*export.pt is a tracker export .*lorat.py --export-backbone'):
+        lorat.load_dinov2(lorat.build_model('T', lora_rank=4), str(tmp_path / 'export.pt'), flag='--weights')
+    torch.save(dinov2_state_dict('S'), tmp_path / 'small.pth')
+    with pytest.raises(SystemExit) as e:  # track.py has no --size: a --backbone of another size is not told to pass one
+        lorat.load_dinov2(lorat.build_model('T', lora_rank=4), str(tmp_path / 'small.pth'), flag='--backbone')
+    assert '--size' not in str(e.value.code) and 'ViT-S' in str(e.value.code)
+
+
+def test_a_legacy_torch_save_file_is_read_and_a_folder_is_named_as_such(tmp_path):
+    model = tiny_export(tmp_path / 'export.pt')
+    legacy = torch.load(tmp_path / 'export.pt', weights_only=True)
+    torch.save(legacy, tmp_path / 'legacy.pt', _use_new_zipfile_serialization=False)  # was "not a PyTorch checkpoint"
+    loaded = lorat.load_model(str(tmp_path / 'legacy.pt'))
+    torch.testing.assert_close(loaded.state_dict()['head.cls_mlp.layers.0.weight'], model.state_dict()['head.cls_mlp.layers.0.weight'])
+    with pytest.raises(SystemExit, match=r'is a folder: give the file in it'):
+        lorat.read_state_dict(str(tmp_path))
+
+
+def test_an_official_release_missing_a_tensor_is_refused(tmp_path):
+    from safetensors.torch import save_file
+    release = lorat.build_model('T', lora_rank=4)
+    sd = {k: v.contiguous() for k, v in release.state_dict().items()
+          if '.lora.' in k or k == 'token_type_embed' or k.startswith('head.')}
+    torch.save(dinov2_state_dict(), tmp_path / 'dino.pth')
+    save_file(sd, str(tmp_path / 'full.safetensors'))
+    lorat.load_model(str(tmp_path / 'full.safetensors'), backbone=str(tmp_path / 'dino.pth'), res=112)
+    del sd['blocks.2.mlp.fc1.lora.B']
+    save_file(sd, str(tmp_path / 'missing.safetensors'))  # was: loaded, that tensor left random
+    with pytest.raises(SystemExit, match=r'lacks 1 of .*blocks.2.mlp.fc1.lora.B.*incomplete'):
+        lorat.load_model(str(tmp_path / 'missing.safetensors'), backbone=str(tmp_path / 'dino.pth'), res=112)
+
+
+def test_the_shipped_backbone_hash_is_checked_on_load_with_the_restore_command(tmp_path, monkeypatch):
+    assert lorat.T_BACKBONE_SHA256 == lorat.file_sha256(lorat.SHIPPED_T_BACKBONE)  # the constant is the file's
+    damaged = tmp_path / 'lorat-T-backbone.pth'
+    raw = bytearray(lorat.SHIPPED_T_BACKBONE.read_bytes())
+    for k in range(64):  # 64 flipped bytes inside a tensor: torch still loads it
+        raw[len(raw) // 2 + k] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    monkeypatch.setattr(lorat, 'SHIPPED_T_BACKBONE', damaged)
+    monkeypatch.setattr(lorat, 'T_BACKBONE', damaged)
+    for load in (lambda: lorat.default_backbone('T'), lambda: lorat.read_state_dict(str(damaged))):
+        with pytest.raises(SystemExit) as e:
+            load()
+        text = str(e.value.code)
+        assert 'is not the shipped T backbone' in text and '`git checkout -- weights/lorat-T-backbone.pth`' in text
+        assert '\n' not in text
+
+
+def test_export_backbone_refuses_to_write_over_its_input(tmp_path):
+    tiny_export(tmp_path / 'tracker.pt')
+    before = (tmp_path / 'tracker.pt').read_bytes()
+    with pytest.raises(SystemExit, match=r'OUT is the tracker itself'):
+        lorat.export_backbone(str(tmp_path / 'tracker.pt'), str(tmp_path / '.' / 'tracker.pt'))
+    assert (tmp_path / 'tracker.pt').read_bytes() == before
+
+
+def test_the_atomic_writer_removes_its_tmp_on_any_failure_and_says_why_in_one_line(tmp_path):
+    import errno
+    target = tmp_path / 'out.bin'
+
+    def full_disk(tmp):
+        open(tmp, 'wb').write(b'half')
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    def refuses(tmp):  # a SystemExit raised inside the writer (pack's checks) skipped the cleanup
+        open(tmp, 'wb').write(b'half')
+        raise SystemExit('error: something')
+
+    def interrupted(tmp):
+        open(tmp, 'wb').write(b'half')
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit, match=r'^error: cannot write .*out.bin: the disk is full'):
+        lorat.write_atomic(target, full_disk)
+    with pytest.raises(SystemExit, match='error: something'):
+        lorat.write_atomic(target, refuses)
+    with pytest.raises(KeyboardInterrupt):
+        lorat.write_atomic(target, interrupted)
+    (tmp_path / 'folder').mkdir()
+    (tmp_path / 'file').write_text('x')
+    for path, message in [(tmp_path / 'folder', 'it is a folder'), (tmp_path / 'file' / 'x.pt', 'not a folder')]:
+        with pytest.raises(SystemExit, match=message) as e:
+            lorat.write_atomic(path, lambda tmp: torch.save({}, tmp))
+        assert '\n' not in str(e.value.code)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['file', 'folder']  # no .tmp anywhere
+
+
+def test_sigterm_while_writing_leaves_no_tmp(tmp_path):
+    script = (f"import sys, time; sys.path.insert(0, {ROOT!r}); import lorat\n"
+              f"def slow(tmp):\n    open(tmp, 'w').write('half'); print('writing', flush=True); time.sleep(30)\n"
+              f"lorat.write_atomic({str(tmp_path / 'out.txt')!r}, slow)\n")
+    p = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == 'writing'
+    p.terminate()
+    assert p.wait(timeout=20) != 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_activation_checkpointing_gives_the_same_gradients_with_drop_path_and_saves_less():
+    """--grad-checkpoint recomputes each block in the backward pass: the RNG is replayed, so drop path drops
+    the same samples in the recompute and the gradients are those of the plain forward."""
+    def step(checkpointing):
+        torch.manual_seed(0)
+        model = lorat.build_model('T', lora_rank=8, drop_path=0.5).train()
+        model.grad_checkpoint = checkpointing
+        z, x, m = inputs(model.cfg, batch=4)
+        saved = []
+        torch.manual_seed(1)  # the drop-path draws
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+            score, boxes = model(z, x, m)
+        loss, _ = lorat.lorat_loss(score, boxes, torch.tensor([[0.2, 0.3, 0.6, 0.7]] * 4))
+        loss.backward()
+        return loss, {n: p.grad for n, p in model.named_parameters() if p.grad is not None}, sum(saved)
+    loss, grads, saved = step(False)
+    loss_ck, grads_ck, saved_ck = step(True)
+    assert loss_ck == loss and grads_ck.keys() == grads.keys()
+    for n in grads:
+        torch.testing.assert_close(grads_ck[n], grads[n], rtol=1e-5, atol=1e-7)
+    assert saved_ck < saved / 2
