@@ -8,7 +8,7 @@ evaluation loop:
                                                        frames are read only when asked for)
     sequence_curves / curve_scores                 -> a result against the ground truth, pytracking's
                                                        OPE rules (evaluate.py, track.py's demo)
-    crop_window / jitter_window / crop_image       -> the ONE SiamFC-style crop, used by training,
+    crop_params / jitter_params / crop             -> the ONE crop, the authors' exactly, used by training,
     box_to_crop / box_from_crop                        tracking and evaluation alike
     synthetic_clip(seed)                            -> a clip of objects cut from real photographs moving
                                                        over another photograph (the default dataset)
@@ -19,6 +19,7 @@ evaluation loop:
 """
 import argparse
 import bisect
+import io
 import json
 import math
 import os
@@ -31,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
+import lorat
 from lorat import template_fg_mask, write_atomic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,21 +105,60 @@ class Sequence:
         full_w = im.size[0]
         if shrink >= 2 and im.format == 'JPEG':
             im.draft('RGB', (math.ceil(im.size[0] / shrink), math.ceil(im.size[1] / shrink)))
-        im = im if im.mode == 'RGB' else im.convert('RGB')
+        im = rgb_image(im)
         im.load()
         return im, im.size[0] / full_w
+
+    def check(self, first_box=True):
+        """The boxes against the frames, once per sequence: the first and the last annotated frame exist
+        (no img/ folder, more boxes than images), and with `first_box` the first box is one a tracker can
+        start on: finite, of positive size, overlapping the first frame. A problem is a ValueError in one
+        line naming the sequence, the file and the fix. Generated sequences (no frame files) pass."""
+        if self.frames is None or getattr(self, '_checked', -1) >= first_box:
+            return
+        where = f"{self.dataset + '/' if self.dataset else ''}{self.name}"
+        n = len(self)
+        if n == 0:
+            raise ValueError(f"{where}: its ground truth holds no box: fix or remove the sequence")
+        try:
+            first = self.path(0)
+        except (IndexError, OSError):
+            first = None
+        if first is None or not os.path.isfile(first):
+            folder = os.path.dirname(first) if first else None
+            missing = folder if folder and not os.path.isdir(folder) else first
+            raise ValueError(f"{where}: its frames are not there ({missing or 'an empty or missing frame folder'} "
+                             f"is missing): restore the images (e.g. its img/ folder) or remove the sequence")
+        try:
+            last = self.path(n - 1)
+        except (IndexError, OSError):
+            last = None
+        if last is None or not os.path.isfile(last):
+            raise ValueError(f"{where}: its ground truth has {n} boxes but frame {n} ({last or 'past the last image'}) "
+                             f"is missing: the boxes and the images disagree; fix the ground truth or restore the images")
+        if first_box:
+            box = self.boxes[0]
+            text = ','.join(f"{v:g}" for v in box)
+            if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+                raise ValueError(f"{where}: its first box {text} is {'not a number' if not np.isfinite(box).all() else 'of zero size'}: "
+                                 f"a tracker cannot start on it; fix the first line of its ground truth")
+            with Image.open(first) as im:
+                W, H = im.size
+            x, y, w, h = box
+            if x >= W or y >= H or x + w <= 0 or y + h <= 0:
+                raise ValueError(f"{where}: its first box {text} lies outside the {W}x{H} first frame {first}: "
+                                 f"a tracker cannot start on it; fix the first line of its ground truth")
+        self._checked = int(first_box)
 
     def frame(self, i):
         return np.asarray(self.image(i)[0])
 
-    def crops(self, i, windows, sizes):
-        """Crops of frame i (PIL, sizes[k] square): the frame is decoded once, at the coarsest
-        resolution every crop still gets at least one image pixel per crop pixel from."""
-        shrink = min(min(_window_xyxy(w)[2:]) / size for w, size in zip(windows, sizes))
-        im, scale = self.image(i, shrink)
-        pads = any(_inside(w, size, *im.size, scale)[0] != (0, 0, size, size) for w, size in zip(windows, sizes))
-        fill = image_mean(im) if pads else None  # one mean for all the crops that need padding
-        return [crop_pil(im, w, size, fill, scale) for w, size in zip(windows, sizes)]
+    def crops(self, i, params, sizes):
+        """Crops of frame i, decoded once (uint8, as the authors' loader): [(crop (3, S, S) float32, s', t')]
+        for each window (s, t) and size, padded with the frame's own per-channel float mean."""
+        image = as_tensor(self.frame(i))  # (3, H, W) uint8
+        fill = image_mean(image)
+        return [crop(image, s, t, size, fill) for (s, t), size in zip(params, sizes)]
 
 
 def read_boxes(path):
@@ -153,6 +195,18 @@ def box_valid(boxes):
     return np.isfinite(boxes).all(1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
 
 
+def rgb_image(im):
+    """A PIL image of any mode as 8-bit RGB. 16-bit (and 32-bit integer) images are scaled to 0..255:
+    PIL's convert('RGB') clips them, so a 16-bit PNG would be a white frame."""
+    if im.mode in ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F'):
+        a = np.asarray(im, dtype=np.float64)
+        top = a.max() if a.size else 0
+        scale = 255.0 / 65535.0 if top > 255 and top <= 65535 else (255.0 / top if top > 65535 else 1.0)
+        a = np.clip(a * scale + 0.5 * (scale != 1.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(a[..., None], 3, axis=2))
+    return im if im.mode == 'RGB' else im.convert('RGB')
+
+
 def read_split(name):
     return (SPLITS / name).read_text().split()
 
@@ -172,11 +226,32 @@ def _read_language(path):
     return {'language': path.read_text().strip()} if path.exists() else {}
 
 
+# LaSOT and LaSOT_ext count pixels from 1: the authors' loader subtracts 1 from x and y on reading and adds
+# it back when it writes LaSOT results, so result files stay in the benchmark's own convention
+ONE_BASED = ('lasot', 'lasot_ext')
+
+
+def boxes_from_file(boxes, dataset):
+    """x,y,w,h as a dataset's files hold them -> 0-based image pixels (the tracker's coordinates)."""
+    boxes = np.array(boxes, np.float64)
+    if dataset in ONE_BASED:
+        boxes[:, :2] -= 1
+    return boxes
+
+
+def boxes_to_file(boxes, dataset):
+    """0-based x,y,w,h -> the dataset's own convention, for its result files."""
+    boxes = np.array(boxes, np.float64)
+    if dataset in ONE_BASED:
+        boxes[:, :2] += 1
+    return boxes
+
+
 def lasot_sequence(folder, dataset='lasot'):
-    """LaSOT layout: img/%08d.jpg, groundtruth.txt, full_occlusion.txt, out_of_view.txt.
+    """LaSOT layout: img/%08d.jpg, groundtruth.txt (1-based), full_occlusion.txt, out_of_view.txt.
     Visibility comes from the two flag files, never from the box (absent frames may carry one)."""
     folder = Path(folder)
-    boxes = read_boxes(folder / 'groundtruth.txt')
+    boxes = boxes_from_file(read_boxes(folder / 'groundtruth.txt'), dataset)
     visible = box_valid(boxes)
     for flag in ('full_occlusion.txt', 'out_of_view.txt'):
         if (folder / flag).exists():
@@ -311,12 +386,19 @@ def trackingnet_sequence(anno):
 
 def open_tnl2k(root, split=None):
     """<seq>/imgs/* (png or jpg, sorted), groundtruth.txt, language.txt."""
+    no_splits('tnl2k', split)
     seqs = []
     for gt in sorted(Path(root).glob('*/groundtruth.txt')):
         boxes = read_boxes(gt)
         seqs.append(Sequence(gt.parent.name, boxes, box_valid(boxes), listed(gt.parent / 'imgs'), 'tnl2k',
                              _read_language(gt.parent / 'language.txt')))
     return seqs
+
+
+def no_splits(dataset, split):
+    """TNL2K and OTB come as one set of sequences: a --split is a mistake, not something to ignore."""
+    if split is not None:
+        raise ValueError(f"{dataset} has no splits, so --split {split} means nothing: drop --split (or give --split all)")
 
 
 # OTB sequences whose first annotated frame is not img/0001 (pytracking's sequence table)
@@ -326,6 +408,7 @@ OTB_START = {'BlurCar1': 247, 'BlurCar3': 3, 'BlurCar4': 18, 'David': 300}
 def open_otb(root, split=None):
     """<seq>/img/%04d.jpg, groundtruth_rect.txt (comma, tab or spaces). Jogging and Skating2 have two
     targets (groundtruth_rect.1.txt, .2.txt -> Jogging_1, Jogging_2); some have fewer boxes than frames."""
+    no_splits('otb', split)
     seqs = []
     for gt in sorted(Path(root).glob('*/groundtruth_rect*.txt')):
         seq, part = gt.parent.name, gt.name[len('groundtruth_rect'):-len('.txt')].strip('.')
@@ -412,7 +495,19 @@ def open_dataset(name, root=None, split=None, partial=False, **options):
         split = None  # a test-only set: every sequence present
     if name == 'got10k' and split is None:
         split = 'train'
-    return readers[name](resolve_root(name, root), split)
+    root = resolve_root(name, root)
+    seqs = readers[name](root, split)
+    if len(seqs) == 0:
+        raise ValueError(f"{name}: {root} holds no sequence in {name}'s layout ({LAYOUTS.get(name, 'see data.py')}): "
+                         f"is it the right folder?")
+    return seqs
+
+
+# what each reader looks for, for the error of a root that holds none
+LAYOUTS = {'lasot': '<class>/<class>-N/groundtruth.txt', 'lasot_ext': '<class>/<class>-N/groundtruth.txt',
+           'got10k': '<split>/list.txt and <seq>/groundtruth.txt', 'trackingnet': 'TRAIN_k/ or TEST/ with anno/<seq>.txt',
+           'tnl2k': '<seq>/groundtruth.txt and <seq>/imgs/', 'otb': '<seq>/groundtruth_rect.txt and <seq>/img/',
+           'coco': 'annotations/instances_<split>2017.json', 'custom': '<seq>/groundtruth.txt'}
 
 
 # -----------------------------------------------------------------------------
@@ -533,96 +628,94 @@ def curve_scores(curves):
 
 
 # -----------------------------------------------------------------------------
-# The one crop: a SiamFC square window around the box, resampled in one affine step
+# The one crop, the authors' exactly: a window is a scale s and a translation t per axis,
+# crop pixel = image pixel * s + t. Training, tracking and evaluation all cut with `crop`.
 
 
-def crop_window(box_xywh, factor):
-    """SiamFC context window: a square of side sqrt((w+p)(h+p)), p = (factor-1)(w+h)/2, centered on the
-    box, so its area is about factor^2 times the box's -> (cx, cy, side) in image pixels."""
+def crop_params(box_xywh, factor, size):
+    """SiamFC's context window as crop parameters: a square of side sqrt((w+p)(h+p)), p = (factor-1)(w+h)/2,
+    centered on the box, resampled to `size` px -> s (2,), t (2,) (float64)."""
     x, y, w, h = (float(v) for v in box_xywh)
     p = (factor - 1) * (w + h) / 2
-    return x + w / 2, y + h / 2, math.sqrt((w + p) * (h + p))
+    s = np.full(2, size / math.sqrt((w + p) * (h + p)))
+    return s, size / 2 - np.array([x + w / 2, y + h / 2]) * s
 
 
-def jitter_window(box_xywh, factor, out_size, rng, scale_jitter=0.25, center_jitter=3.0):
-    """LoRAT's search-crop jitter, one draw: the crop scale (output px per image px) divided by
-    exp(N(0,1) * 0.25) per axis, then the object shifted in the crop by U(-1,1) * 3 * 0.5 * (w'+h'),
-    w', h' its jittered size in crop pixels -> window (cx, cy, side_x, side_y) in image pixels."""
+def jitter_params(box_xywh, factor, size, rng, scale_jitter=0.25, center_jitter=3.0):
+    """LoRAT's search-crop jitter, one draw: s / exp(N(0,1) * 0.25) per axis (so the window is not square),
+    then the object moved in the crop by U(-1,1) * 0.5 * 3 * (w sx + h sy) per axis -> s, t."""
     x, y, w, h = (float(v) for v in box_xywh)
-    side = crop_window(box_xywh, factor)[2]
-    scale = out_size / side / np.exp(rng.standard_normal(2) * scale_jitter)  # (2,) crop px per image px
-    max_shift = (w * scale[0] + h * scale[1]) * 0.5 * center_jitter  # crop px
-    shift = rng.uniform(-1, 1, 2) * max_shift / scale  # (2,) image px
-    return x + w / 2 - shift[0], y + h / 2 - shift[1], out_size / scale[0], out_size / scale[1]
+    s = crop_params(box_xywh, factor, size)[0] / np.exp(rng.standard_normal(2) * scale_jitter)
+    t = size / 2 - np.array([x + w / 2, y + h / 2]) * s
+    return s, t + rng.uniform(-1, 1, 2) * 0.5 * center_jitter * (w * s[0] + h * s[1])
 
 
-def _window_xyxy(window):
-    """(cx, cy, side) or (cx, cy, side_x, side_y) -> the window's corners x0, y0 and sides sx, sy."""
-    cx, cy, sx = window[:3]
-    sy = window[3] if len(window) == 4 else sx
-    return cx - sx / 2, cy - sy / 2, sx, sy
+def box_to_crop(box_xyxy, s, t):
+    """Image pixels -> crop pixels, boxes (..., 4) xyxy (numpy float64)."""
+    return np.asarray(box_xyxy, np.float64) * np.tile(s, 2) + np.tile(t, 2)
 
 
-def box_to_crop(box_xyxy, window, out_size):
-    """Image pixels -> crop pixels, boxes (..., 4) xyxy (numpy)."""
-    x0, y0, sx, sy = _window_xyxy(window)
-    b = np.asarray(box_xyxy, dtype=np.float64)
-    return (b - [x0, y0, x0, y0]) * [out_size / sx, out_size / sy, out_size / sx, out_size / sy]
+def box_from_crop(box_xyxy, s, t):
+    """Crop pixels -> image pixels, the inverse of box_to_crop."""
+    return (np.asarray(box_xyxy, np.float64) - np.tile(t, 2)) / np.tile(s, 2)
 
 
-def box_from_crop(box_xyxy, window, out_size):
-    """Crop pixels -> image pixels, the exact inverse of box_to_crop."""
-    x0, y0, sx, sy = _window_xyxy(window)
-    b = np.asarray(box_xyxy, dtype=np.float64)
-    return b * [sx / out_size, sy / out_size, sx / out_size, sy / out_size] + [x0, y0, x0, y0]
+def rasterize(box):
+    """A float box (x1, y1, x2, y2) -> whole pixels, end-exclusive: a box edge on a pixel border does not
+    claim the next pixel, a box inside one pixel keeps it (the template mask rasterizes cells alike)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return math.floor(x1), math.floor(y1), math.floor(x2 + 1 - 1e-4), math.floor(y2 + 1 - 1e-4)
 
 
-def image_mean(im):
-    """Mean color of a PIL image (of its 4x box-reduced copy: cheap): the padding of out-of-image parts."""
-    small = im.reduce(4) if min(im.size) >= 16 else im
-    hist = np.array(small.histogram(), np.float64).reshape(-1, 256)[:3]  # (3, 256) counts per channel
-    return tuple(int(v + 0.5) for v in hist @ np.arange(256) / hist[0].sum())
+def crop_regions(W, H, s, t, size):
+    """Where the crop's pixels come from, snapped to whole pixels as the authors do -> (out, src):
+    out, the W x H image mapped into the crop, clipped to it and rasterized; src, `out` mapped back into the
+    image, rasterized and clipped to it. Both (x1, y1, x2, y2) ints; out may be empty."""
+    (sx, sy), (tx, ty) = s, t
+    out = rasterize(np.clip([tx, ty, W * sx + tx, H * sy + ty], 0, size))
+    src = rasterize([(out[0] - tx) / sx, (out[1] - ty) / sy, (out[2] - tx) / sx, (out[3] - ty) / sy])
+    return out, (min(max(src[0], 0), W), min(max(src[1], 0), H), min(max(src[2], 0), W), min(max(src[3], 0), H))
 
 
-def _inside(window, out_size, W, H, scale=1.0):
-    """The crop pixels [u0, u1) x [v0, v1) that lie wholly inside a W x H image, and the image box
-    (x0, y0, x1, y1) they cover -> ((u0, v0, u1, v1), box)."""
-    x0, y0, sx, sy = (v * scale for v in _window_xyxy(window))
-    a, e = sx / out_size, sy / out_size  # image px per crop px
-    u0, v0 = max(math.ceil(-x0 / a), 0), max(math.ceil(-y0 / e), 0)
-    u1, v1 = min(math.floor((W - x0) / a), out_size), min(math.floor((H - y0) / e), out_size)
-    return (u0, v0, u1, v1), (max(x0 + u0 * a, 0), max(y0 + v0 * e, 0), min(x0 + u1 * a, W), min(y0 + v1 * e, H))
+def crop(image, s, t, size, fill, read=None):
+    """LoRAT's crop: one bilinear resample (align_corners=False, no antialiasing, also when shrinking) of the
+    whole-pixel source region into the whole-pixel crop region, the rest filled with `fill` (C,).
+
+    image: a (C, H, W) tensor, uint8 or float in 0..255 (or only its shape, with `read(x1, y1, x2, y2) ->
+    (C, h, w)` reading that part: the synthetic world renders just that). The crop is made on fill's device.
+    -> (crop (C, size, size) float32, s', t'): the *adjusted* parameters that the snapping produced,
+    (out size) / (source size) per axis; every box into or out of this crop must go through them."""
+    C, H, W = image.shape if torch.is_tensor(image) else image
+    read = read or (lambda x1, y1, x2, y2: image[:, y1:y2, x1:x2])
+    fill = torch.as_tensor(fill, dtype=torch.float32)
+    result = fill.view(C, 1, 1).repeat(1, size, size)  # (C, S, S)
+    out, src = crop_regions(W, H, s, t, size)
+    ow, oh, iw, ih = out[2] - out[0], out[3] - out[1], src[2] - src[0], src[3] - src[1]
+    if min(ow, oh, iw, ih) <= 0:  # the window misses the image: all padding, the window as it was
+        return result, np.asarray(s, np.float64), np.asarray(t, np.float64)
+    part = read(*src).to(fill.device)[None].float()  # (1, C, ih, iw)
+    result[:, out[1]:out[3], out[0]:out[2]] = F.interpolate(part, size=(oh, ow), mode='bilinear',
+                                                            align_corners=False, antialias=False)[0]
+    s_adj = np.array([ow / iw, oh / ih])
+    return result, s_adj, np.array(out[:2], np.float64) - np.array(src[:2], np.float64) * s_adj
 
 
-def crop_pil(im, window, out_size, fill=None, scale=1.0):
-    """One bilinear resample of the window (given in full-image pixels; `scale` = this image's
-    size over the full image's, for draft-decoded JPEGs) into an out_size square PIL image.
-
-    Image.resize with a float source box is PIL's fast separable resampler (it also antialiases when
-    shrinking); crop pixel u samples image x0 + (u + .5) * sx / out_size, pixel-center exact. Crop pixels
-    that do not lie wholly inside the image are padding: the image mean, or `fill`."""
-    (u0, v0, u1, v1), box = _inside(window, out_size, *im.size, scale)
-    if (u0, v0, u1, v1) == (0, 0, out_size, out_size):
-        return im.resize((out_size, out_size), Image.BILINEAR, box=box)
-    fill = image_mean(im) if fill is None else tuple(int(v) for v in fill)
-    part = im.resize((u1 - u0, v1 - v0), Image.BILINEAR, box=box) if u0 < u1 and v0 < v1 else None
-    return _padded(part, (u0, v0), out_size, fill, im.mode)
+def image_mean(image):
+    """The per-channel float mean of a (C, H, W) image tensor: the padding color of its crops."""
+    return image.mean(dim=(-2, -1), dtype=torch.float64).float()
 
 
-def _padded(part, corner, out_size, fill, mode='RGB'):
-    """An out_size square of `fill` with `part` (the crop pixels inside the image; None when the window
-    misses it) pasted at `corner`: the padding of every crop, real or synthetic."""
-    out = Image.new(mode, (out_size, out_size), fill)
-    if part is not None:
-        out.paste(part, corner)
-    return out
+def as_tensor(frame):
+    """uint8 RGB (H, W, 3), numpy or PIL -> uint8 (3, H, W) tensor (a view where the array is writable)."""
+    a = np.asarray(frame)
+    return torch.from_numpy(a if a.flags.writeable and a.flags.c_contiguous else a.copy()).permute(2, 0, 1)
 
 
-def crop_image(image, window, out_size, fill=None):
-    """The crop of training, tracking and evaluation: uint8 (H,W,3) or PIL -> uint8 (out, out, 3),
-    parts outside the image padded with the image mean (or `fill`)."""
-    im = image if isinstance(image, Image.Image) else Image.fromarray(np.ascontiguousarray(image))
-    return np.asarray(crop_pil(im, window, out_size, fill))
+def standardize_crops(crops):
+    """Float crops (..., 3, H, W) in 0..255 -> ImageNet-normalized, on the crops' device."""
+    mean = torch.tensor(IMAGENET_MEAN, device=crops.device).view(3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=crops.device).view(3, 1, 1) * 255
+    return (crops - mean) / std
 
 
 # -----------------------------------------------------------------------------
@@ -641,6 +734,19 @@ PHOTO_SPLIT = {'train': ('astronaut', 'brick', 'camera', 'china', 'coins', 'grac
 # common as any other, and the clip's scale change stays inside them.
 AREA_RANGE = (0.005, 0.30)
 ASPECT_RANGE = (0.25, 4.0)
+# What each clip draws once. Real targets are made of parts of different look (a head, a body, legs), are
+# often a part of something larger (a head, a wheel), blur when fast and are filmed by poor cameras; a
+# tracker trained on one patch of one photo learns "the box is the connected patch" and boxes loosely.
+PARTS = (0.6, 0.2, 0.1, 0.1)  # P(the target has 1, 2, 3, 4 parts), cut from different photos
+PART_OF = 0.3  # P(the target is a part of a larger object that moves with it, outside its box)
+# P(the target's first part is cut from the background's own photo): fixed, so that training clips (10
+# photos) and held-out clips (4 photos) are as often camouflaged, and not more often than real footage is.
+CAMOUFLAGE = 0.15
+CAMERA = {'sharp': .7, 'low resolution': .1, 'jpeg': .1, 'both': .1}  # P(each kind of camera)
+LOWRES, JPEG_QUALITY = (1.5, 3.0), (10, 40)  # resolution 1.5-3x below the frame's; JPEG quality 10-40
+# Motion blur: an object moving more than 5 % of the frame's short side in one frame (the target in about
+# one frame of eight) is smeared over EXPOSURE of its step (a shutter open half the frame time).
+FAST, EXPOSURE = 0.05, 0.5
 
 
 @lru_cache(maxsize=None)
@@ -650,8 +756,11 @@ def load_photo(name):
     if not path.is_file():
         raise ValueError(f"photo {path} is missing (the synthetic world is cut from the photos in {PHOTOS}): "
                          f"restore it with `git checkout -- photos/`")
-    with Image.open(path) as im:
-        return im.convert('RGB')
+    try:
+        with Image.open(path) as im:
+            return im.convert('RGB')
+    except OSError as e:  # truncated, or not an image at all
+        raise ValueError(f"photo {path} is damaged ({e}): restore it with `git checkout -- photos/`") from None
 
 
 def object_box(rng, W, H):
@@ -712,7 +821,9 @@ def cut_object(rng, photo, pw, ph, source=None, recolor=None):
         sw, sh = _fit(side * math.sqrt(pw / ph), side * math.sqrt(ph / pw), PW, PH)
         x, y = rng.uniform(0, PW - sw), rng.uniform(0, PH - sh)
         source = (x, y, x + sw, y + sh)
-    rgb = np.asarray(photo.resize((pw, ph), Image.BILINEAR, box=source), np.float32)
+    shrinks = source[2] - source[0] >= pw and source[3] - source[1] >= ph
+    # shrinking, an area average (BOX) is as smooth as bilinear at half the cost; enlarging, it would be blocky
+    rgb = np.asarray(photo.resize((pw, ph), Image.BOX if shrinks else Image.BILINEAR, box=source), np.float32)
     recolor = int(rng.integers(2 ** 31)) if recolor is None else recolor
     rgb = _recolor(np.random.default_rng(recolor), rgb)
     v, u = np.mgrid[0:ph, 0:pw].astype(np.float32)
@@ -725,10 +836,11 @@ def cut_object(rng, photo, pw, ph, source=None, recolor=None):
 
 class Cutout:
     """One pasted object: an RGBA patch, its box per frame (track (T, 4): cx, cy, w, h in frame pixels)
-    and, sometimes, a soft shadow cast at an offset (fractions of its box) with a strength in [0, 1]."""
+    and, sometimes, a soft shadow cast at an offset (fractions of its box) with a strength in [0, 1].
+    A step of more than `fast` frame pixels between frames smears it (motion blur)."""
 
-    def __init__(self, patch, track, shadow=None):
-        self.patch, self.track = patch, track
+    def __init__(self, patch, track, shadow=None, fast=math.inf):
+        self.patch, self.track, self.fast = patch, track, fast
         self.alpha = patch.getchannel('A')  # a matte resamples this one channel: 4x less work than the RGBA
         self.area = np.asarray(self.alpha, np.float32).mean() / 255  # mask area / box area
         self.shadow = None
@@ -740,28 +852,68 @@ class Cutout:
     def draw(self, img, t, grid, fill=None):
         """Paste frame t's drawing into img, a PIL image whose pixel (u, v) shows frame point
         (x0 + u sx, y0 + v sy), grid = (x0, y0, sx, sy); `fill` paints the mask one color (a matte)."""
+        smear = self.smear(t)
         if self.shadow is not None and fill is None:
             dx, dy, shade = self.shadow
             w, h = self.track[t, 2:]
-            _paste(img, shade, self.track[t] + [dx * w, dy * h, 0, 0], grid, 0)
-        _paste(img, self.patch if fill is None else self.alpha, self.track[t], grid, fill)
+            _paste(img, shade, self.track[t] + [dx * w, dy * h, 0, 0], grid, 0, smear)
+        _paste(img, self.patch if fill is None else self.alpha, self.track[t], grid, fill, smear)
+
+    def smear(self, t):
+        """Motion blur at frame t: box-blur radii (x, y, frame pixels) as long as EXPOSURE of the step from
+        the last frame when that step is longer than `fast` (a shutter open half the frame time), else 0."""
+        s = max(t, 1)
+        dx, dy = self.track[s, :2] - self.track[s - 1, :2] if len(self.track) > 1 else (0.0, 0.0)
+        if math.hypot(dx, dy) <= self.fast:
+            return 0.0, 0.0
+        return EXPOSURE * abs(dx) / 2, EXPOSURE * abs(dy) / 2
 
 
-def _paste(img, patch, box, grid, fill=None):
+class Figure:
+    """The target: 1-4 parts (Cutouts) that move with the object's box (`track`, which holds every
+    part in every frame) and sway against each other. Drawn as one: its mask is the union of its parts'
+    masks; `area` (mask area / box area) is measured at frame 0."""
+
+    def __init__(self, parts, track):
+        self.parts, self.track = parts, track
+        self.shadow = parts[0].shadow  # only the first part casts one
+        self.area = parts[0].area if len(parts) == 1 else self._area()
+
+    def _area(self, n=64):
+        """Mask area / box area at frame 0: the parts drawn on an n x n grid over the box."""
+        cx, cy, w, h = self.track[0]
+        img = Image.new('L', (n, n), 0)
+        self.draw(img, 0, (cx - w / 2, cy - h / 2, w / n, h / n), 255)
+        return np.asarray(img, np.float32).mean() / 255
+
+    def draw(self, img, t, grid, fill=None):
+        """Draw the parts in order (later parts in front), as Cutout.draw."""
+        for part in self.parts:
+            part.draw(img, t, grid, fill)
+
+
+def _paste(img, patch, box, grid, fill=None, smear=(0.0, 0.0)):
     """Resample `patch` onto the box (cx, cy, w, h, frame pixels) through the output grid and paste it
-    (an RGBA patch by its alpha; an L patch as the mask of color `fill`). Only the pixels it covers."""
+    (an RGBA patch by its alpha; an L patch as the mask of color `fill`). Only the pixels it covers.
+    `smear`: motion blur radii (frame pixels), blurred at output resolution (a crop blurs few pixels) over
+    a margin beyond the box and the image, so that the smear is neither cut off nor dimmed at borders."""
     cx, cy, w, h = box
     x0, y0, sx, sy = grid
     W, H = img.size
+    rx, ry = smear[0] / sx, smear[1] / sy  # in output pixels
+    mx, my = math.ceil(rx), math.ceil(ry)
     bx0, by0 = cx - w / 2, cy - h / 2
-    u0, v0 = max(math.floor((bx0 - x0) / sx), 0), max(math.floor((by0 - y0) / sy), 0)
-    u1, v1 = min(math.ceil((bx0 + w - x0) / sx), W), min(math.ceil((by0 + h - y0) / sy), H)
-    if u0 >= u1 or v0 >= v1:
+    u0, v0 = max(math.floor((bx0 - x0) / sx) - mx, -mx), max(math.floor((by0 - y0) / sy) - my, -my)
+    u1, v1 = min(math.ceil((bx0 + w - x0) / sx) + mx, W + mx), min(math.ceil((by0 + h - y0) / sy) + my, H + my)
+    if max(u0, 0) >= min(u1, W) or max(v0, 0) >= min(v1, H):
         return
     pw, ph = patch.size
     # output pixel u -> frame x0 + u sx -> patch (x - bx0) pw / w: one affine resample
     coeffs = (sx * pw / w, 0, (x0 + u0 * sx - bx0) * pw / w, 0, sy * ph / h, (y0 + v0 * sy - by0) * ph / h)
     part = patch.transform((u1 - u0, v1 - v0), Image.AFFINE, coeffs, Image.BILINEAR)
+    if mx or my:
+        part = _smeared(part, rx, ry).crop((-min(u0, 0), -min(v0, 0), min(u1, W) - u0, min(v1, H) - v0))
+        u0, v0, u1, v1 = max(u0, 0), max(v0, 0), min(u1, W), min(v1, H)
     if patch.mode == 'L':
         img.paste(fill, (u0, v0, u1, v1), part)
     elif fill is None:
@@ -769,6 +921,13 @@ def _paste(img, patch, box, grid, fill=None):
     else:
         img.paste(fill, (u0, v0, u1, v1), part.getchannel('A'))
 
+
+def _smeared(part, rx, ry):
+    """Motion blur: a box blur of radii (rx, ry), on premultiplied colours for RGBA (so that the photo
+    around the cut, under alpha 0, does not bleed in)."""
+    if part.mode == 'L':
+        return part.filter(ImageFilter.BoxBlur((rx, ry)))
+    return part.convert('RGBa').filter(ImageFilter.BoxBlur((rx, ry))).convert('RGBA')
 
 def _smooth_walk(rng, n, lo, hi, speed):
     """A random walk with momentum that bounces inside [lo, hi], with sudden bursts of speed: (n,)."""
@@ -808,55 +967,193 @@ def _crossing(rng, n, W, H, w, h, target):
                             np.full(n, w), np.full(n, h)])
 
 
-class SyntheticClip(Sequence):
-    """A deterministic clip of the photographic world: an object cut from one photo (irregular soft mask,
-    shading, shadow) moving with scale change and bursts of speed over a panning, zooming, slightly
-    rotating view of another photo; look-alikes cut from the same photo as the target; objects of other
-    photos that cross its path, above or below it; sometimes an occluding bar; excursions out of view;
-    flickering light. Frames are rendered on demand, crops straight at crop resolution. Boxes tightly
-    enclose the target's visible pixels (mask >= 0.5); it is visible when >= 15 % of it shows.
+def _target_photos(rng, pool, background, k):
+    """The photos of a target's k parts: other than the background's and, as far as the pool allows,
+    different from each other; but with probability CAMOUFLAGE (whatever the pool's size) the first part
+    is cut from the background's own photo."""
+    others = [str(p) for p in rng.permutation([p for p in pool if p != background])]
+    names = [others[j % len(others)] for j in range(k)]
+    if rng.uniform() < CAMOUFLAGE:
+        names[0] = background
+    return names
 
-    `photos` is the photo split it is made of ('train' or 'held_out'); a still is a clip of length 1."""
 
-    def __init__(self, seed, length=100, size=(320, 240), photos='train', dataset='synthetic'):
+def _part_layout(rng, k, tall):
+    """k parts' boxes (k, 4: cx, cy, w, h in units of the object's box): a stack along the object's long
+    side (a head, a body, legs), neighbours overlapping a little so that they touch, one of them as wide
+    as the object; or a main part with smaller parts on it (a lid, a handle of another colour)."""
+    if k == 1:
+        return np.array([[.5, .5, 1, 1]])
+    if rng.uniform() < .6:
+        ends = np.concatenate([[0], np.cumsum(rng.dirichlet(np.full(k, 2.0)))])
+        lo, hi = np.maximum(ends[:-1] - .05, 0), np.minimum(ends[1:] + .05, 1)
+        across = rng.uniform(.4, 1, k)
+        across[rng.integers(k)] = 1
+        boxes = np.column_stack([.5 + rng.uniform(-.5, .5, k) * (1 - across), (lo + hi) / 2, across, hi - lo])
+        return boxes if tall else boxes[:, [1, 0, 3, 2]]
+    size = rng.uniform(.2, .5, (k - 1, 2))
+    return np.vstack([[.5, .5, 1, 1], np.column_stack([rng.uniform(size / 2, 1 - size / 2), size])])
+
+
+def _sway(rng, n, k, amp):
+    """(n, k, 2) offsets of k parts, in units of the object's box: swings at one gait frequency (a period
+    of 8-30 frames), each part and axis with its own phase and an amplitude of 30-100 % of `amp`."""
+    t = np.arange(n)[:, None, None]
+    a = amp * rng.uniform(.3, 1, (k, 2))
+    return a * np.sin(2 * np.pi * t / rng.uniform(8, 30) + rng.uniform(0, 2 * np.pi, (k, 2)))
+
+
+def _part_track(track, unit, sway):
+    """A part's boxes (n, 4) from the object's `track`, the part's box in it (`unit`: cx, cy, w, h) and
+    its sway (n, 2), both in units of the object's box."""
+    cx, cy, w, h = track.T
+    return np.column_stack([cx + (unit[0] + sway[:, 0] - .5) * w, cy + (unit[1] + sway[:, 1] - .5) * h,
+                            unit[2] * w, unit[3] * h])
+
+
+def _host_box(rng):
+    """The box of the larger object the target is a part of, in units of the target's box (cx, cy, w, h):
+    1.5-3 times its size, with its edge 20-120 % of the target's size into the target on one side: the
+    target sticks out of it (a head above a body, a hand at an arm's end) or lies inside it near that edge
+    (a wheel of a car)."""
+    across, along = rng.uniform(1.5, 3, 2)
+    depth = rng.uniform(.2, 1.2)
+    box = np.array([.5 + rng.uniform(-.5, .5) * (across - 1), 1 - depth + along / 2, across, along])  # below
+    side = rng.integers(4)  # the larger object below, above, right or left of the target
+    if side % 2:
+        box[1] = 1 - box[1]
+    return box if side < 2 else box[[1, 0, 3, 2]]
+
+
+def _near(rng, source, photo_size):
+    """A rectangle of source's size about its own size away from it inside the photo: where a look-alike
+    is cut."""
+    x0, y0, x1, y1 = source
+    PW, PH = photo_size
+    dx, dy = rng.normal(0, .6, 2) * (x1 - x0, y1 - y0)
+    dx, dy = np.clip(dx, -x0, PW - x1), np.clip(dy, -y0, PH - y1)
+    return (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+
+def _darkened(patch, gain):
+    """A part in shadow: its colours times gain, its mask kept."""
+    rgba = np.array(patch)
+    rgba[..., :3] = (rgba[..., :3] * gain).astype(np.uint8)
+    return Image.fromarray(rgba, 'RGBA')
+
+
+def _jpeg(img, quality):
+    """img after a JPEG round trip at `quality`: the blocks and ringing of a compressed video."""
+    buf = io.BytesIO()
+    img.save(buf, 'JPEG', quality=quality)
+    with Image.open(buf) as out:
+        return out.convert('RGB')
+
+
+class _Scene:
+    """What a clip shows, drawn once from its seed: a target of 1-4 parts cut from different photos
+    (irregular soft masks, shading, one part sometimes in shadow) swaying against each other, sometimes a
+    part of a larger object that moves with it, moving with scale change and bursts of speed (smeared when
+    fast) over a panning, zooming, slightly rotating view of another photo; look-alikes cut near the
+    target in its photos; objects of other photos that cross its path, above or below it; sometimes an
+    occluding bar; excursions out of view; flickering light; sometimes a camera of low resolution or
+    strong compression. `photos` is the photo split it is made of ('train' or 'held_out')."""
+
+    def __init__(self, seed, length, size, photos):
         self.seed, self.size, self.length, self.photos = seed, tuple(size), length, photos
-        self.name, self.dataset, self.attributes, self.frames = f"synthetic-{seed:07d}", dataset, {}, None
-        self._boxes = None
         rng = np.random.default_rng([seed, 1])
-        W, H = self.size
         pool = PHOTO_SPLIT[photos]
         self.background = pool[rng.integers(len(pool))]
         self._camera_path(rng, load_photo(self.background).size)
-        # the target, from a photo other than the background's (mostly)
-        name = self.background if rng.uniform() < .2 else pool[rng.integers(len(pool))]
-        self.photo_names = {self.background, name}  # every photo this clip shows
-        w, h = object_box(rng, W, H)
-        track = _trajectory(rng, length, W, H, w, h)
-        self._excursion(rng, track, W, H)
-        pw, ph = self._patch_size(track)
-        patch, source, recolor = cut_object(rng, load_photo(name), pw, ph)
-        self.target = Cutout(patch, track, self._shadow(rng))
+        self._camera_quality(rng)
+        self.fast = FAST * min(self.size)  # frame px per frame: a faster object is smeared
         self.below, self.above = [], []
-        for _ in range(rng.choice([0, 1, 1, 2])):  # look-alikes: cut near the target in the same photo
-            s = rng.uniform(.75, 1.3)
-            x0, y0, x1, y1 = source
-            dx, dy = rng.normal(0, .6, 2) * (x1 - x0, y1 - y0)
-            PW, PH = load_photo(name).size
-            dx, dy = np.clip(dx, -x0, PW - x1), np.clip(dy, -y0, PH - y1)
-            lw, lh = _fit(w * s, h * s, W, H)
-            look = _trajectory(rng, length, W, H, lw, lh)
-            patch, _, _ = cut_object(rng, load_photo(name), *self._patch_size(look),
-                                     (x0 + dx, y0 + dy, x1 + dx, y1 + dy), recolor)
-            (self.above if rng.uniform() < .3 else self.below).append(Cutout(patch, look, self._shadow(rng)))
-        for _ in range(rng.choice([0, 1, 2, 3])):  # objects of other photos passing by or crossing the target
+        self._target(rng, pool)
+        self.photo_names = {self.background, *self.target_photos}  # every photo this clip shows
+        self._look_alikes(rng)
+        self._passers_by(rng, pool)
+        if rng.uniform() < PART_OF:
+            self.host = self._host(rng, pool)
+            self.below.append(self.host)  # right under the target
+        else:
+            self.host = None
+        if rng.uniform() < .25:
+            self.above.append(self._occluder(rng, *self.size, min(self.target.track[0, 2:]), length, pool))
+        self.light = (rng.uniform(.5, 3), rng.uniform(0, 6), rng.uniform(0, .25))  # cycles per clip, phase, depth
+
+    @property
+    def camouflaged(self):
+        """Is the target (its first part) cut from the background's own photo?"""
+        return self.target_photos[0] == self.background
+
+    def _target(self, rng, pool):
+        """The target: an object box on a trajectory (with excursions out of view) and a layout of 1-4 parts
+        in it, cut from different photos (_target_photos), swaying by up to 2-8 % of the box."""
+        W, H = self.size
+        w, h = object_box(rng, W, H)
+        track = _trajectory(rng, self.length, W, H, w, h)
+        self._excursion(rng, track, W, H)
+        k = 1 + rng.choice(4, p=PARTS)
+        self.target_photos = _target_photos(rng, pool, self.background, k)
+        self.layout, self.amp = _part_layout(rng, k, h >= w), (rng.uniform(.02, .08) if k > 1 else 0.0)
+        self.target, self.cuts = self._figure(rng, self.target_photos, track)
+
+    def _figure(self, rng, photos, track, like=None):
+        """A Figure of self.layout's parts cut from `photos`, laid out inside track's box shrunk by the sway
+        (so that swaying parts stay in it); one part of two or more darkened half the time. `like`: each
+        part's (source, recolor) of a figure to look like (cut near it, recolored alike).
+        -> (Figure, each part's (source, recolor))."""
+        a = self.amp
+        units = self.layout * (1 - 2 * a) + [a, a, 0, 0]
+        sway = _sway(rng, self.length, len(units), a)
+        sway[:, 0] = 0  # the first part holds still: the others move against it
+        dark = rng.integers(len(units)) if len(units) > 1 and rng.uniform() < .5 else None
+        parts, cuts = [], []
+        for k, (name, unit) in enumerate(zip(photos, units)):
+            part, photo = _part_track(track, unit, sway[:, k]), load_photo(name)
+            source, recolor = (None, None) if like is None else (_near(rng, like[k][0], photo.size), like[k][1])
+            patch, source, recolor = cut_object(rng, photo, *self._patch_size(part), source, recolor)
+            if k == dark:
+                patch = _darkened(patch, rng.uniform(.35, .7))
+            parts.append(Cutout(patch, part, self._shadow(rng) if k == 0 else None, self.fast))
+            cuts.append((source, recolor))
+        return Figure(parts, track), cuts
+
+    def _look_alikes(self, rng):
+        """0-2 objects that look like the target: its layout, each part cut near the target's part in the
+        same photo and recolored alike, 0.75-1.3 times its size, on a path of their own."""
+        W, H = self.size
+        for _ in range(rng.choice([0, 1, 1, 2])):
+            w, h = _fit(*self.target.track[0, 2:] * rng.uniform(.75, 1.3), W, H)
+            look, _ = self._figure(rng, self.target_photos, _trajectory(rng, self.length, W, H, w, h), self.cuts)
+            (self.above if rng.uniform() < .3 else self.below).append(look)
+
+    def _passers_by(self, rng, pool):
+        """0-3 objects of any photo of the pool that pass by or cross the target, above or below it."""
+        W, H = self.size
+        for _ in range(rng.choice([0, 1, 2, 3])):
             other = pool[rng.integers(len(pool))]
             self.photo_names.add(other)
-            pass_by = _crossing(rng, length, W, H, *object_box(rng, W, H), track)
+            pass_by = _crossing(rng, self.length, W, H, *object_box(rng, W, H), self.target.track)
             patch, _, _ = cut_object(rng, load_photo(other), *self._patch_size(pass_by))
-            (self.above if rng.uniform() < .5 else self.below).append(Cutout(patch, pass_by, self._shadow(rng)))
-        if rng.uniform() < .25:
-            self.above.append(self._occluder(rng, W, H, min(w, h), length, pool))
-        self.light = (rng.uniform(.5, 3), rng.uniform(0, 6), rng.uniform(0, .25))  # cycles per clip, phase, depth
+            (self.above if rng.uniform() < .5 else self.below).append(Cutout(patch, pass_by, self._shadow(rng), self.fast))
+
+    def _host(self, rng, pool):
+        """The larger object the target is a part of (a body under a head, a car around a wheel): cut from
+        a photo other than the background's, its box in units of the target's (_host_box) swaying by up to
+        4 % against it, so it moves with the target; drawn under it, outside the target's box."""
+        name = str(rng.choice([p for p in pool if p != self.background]))
+        self.photo_names.add(name)
+        track = _part_track(self.target.track, _host_box(rng), _sway(rng, self.length, 1, .04)[:, 0])
+        patch, _, _ = cut_object(rng, load_photo(name), *self._patch_size(track))
+        return Cutout(patch, track, self._shadow(rng), self.fast)
+
+    def _camera_quality(self, rng):
+        """The camera (CAMERA): sharp, or a resolution LOWRES times below the frame's (drawn small, shown
+        enlarged), or JPEG compression at quality JPEG_QUALITY, or both."""
+        kind = rng.choice(list(CAMERA), p=list(CAMERA.values()))
+        self.lowres = rng.uniform(*LOWRES) if kind in ('low resolution', 'both') else 1.0
+        self.jpeg = int(rng.integers(*JPEG_QUALITY)) if kind in ('jpeg', 'both') else None
 
     def _camera_path(self, rng, photo_size):
         """Frame point X -> photo point C_t + z_t R(a_t) (X - frame center): a pan along a smooth walk, a
@@ -912,6 +1209,18 @@ class SyntheticClip(Sequence):
         patch.putalpha(255)  # a solid bar
         return Cutout(patch, track)
 
+
+class SyntheticClip(_Scene, Sequence):
+    """A deterministic clip of the photographic world (_Scene), annotated and rendered. Frames are
+    rendered on demand, crops straight at crop resolution. Boxes tightly enclose the target's visible
+    pixels, all its parts' (mask >= 0.5); it is visible when >= 15 % of it shows. A still is a clip of
+    length 1."""
+
+    def __init__(self, seed, length=100, size=(320, 240), photos='train', dataset='synthetic'):
+        super().__init__(seed, length, size, photos)
+        self.name, self.dataset, self.attributes, self.frames = f"synthetic-{seed:07d}", dataset, {}, None
+        self._boxes = None
+
     def __len__(self):
         return self.length
 
@@ -964,34 +1273,38 @@ class SyntheticClip(Sequence):
     def image(self, i, shrink=1.0):
         return Image.fromarray(self.frame(i)), 1.0
 
-    def frame(self, i, hide_target=False):
-        """Render frame i -> uint8 (H, W, 3)."""
+    def frame(self, i, hide_target=False, sharp=False):
+        """Render frame i -> uint8 (H, W, 3); `sharp`: as drawn, without the camera's low resolution and
+        compression."""
         W, H = self.size
-        return np.asarray(self.render(i, (0, 0, W, H), (W, H), hide_target))
+        render = self.scene if sharp else self.render
+        return np.asarray(render(i, (0, 0, W, H), (W, H), hide_target))
 
-    def crops(self, i, windows, sizes):
-        """Crops of frame i rendered straight from the photos (no full frame is drawn): each window's part
-        inside the frame at frame resolution, resized into the crop (antialiased when it shrinks); the
-        same geometry and mean-color padding as crop_pil on the rendered frame."""
+    def crops(self, i, params, sizes):
+        """Crops of frame i rendered straight from the photos: `crop` reads each window's source region
+        (whole frame pixels) rendered at frame resolution, so no full frame is drawn; the padding is the
+        frame's mean color, from an 8x coarser rendering -> [(crop (3, S, S) float32, s', t')]."""
         W, H = self.size
-        fill, out = None, []
-        for window, size in zip(windows, sizes):
-            (u0, v0, u1, v1), box = _inside(window, size, W, H)
-            part = None
-            if u0 < u1 and v0 < v1:
-                w, h = max(1, math.ceil(box[2] - box[0])), max(1, math.ceil(box[3] - box[1]))
-                part = self.render(i, box, (w, h)).resize((u1 - u0, v1 - v0), Image.BILINEAR)
-            if (u0, v0, u1, v1) == (0, 0, size, size):
-                out.append(part)
-                continue
-            if fill is None:  # the frame's mean color, from an 8x coarser rendering
-                small = np.asarray(self.render(i, (0, 0, W, H), (max(W // 8, 1), max(H // 8, 1))), np.float32)
-                fill = tuple(int(v) for v in small.mean((0, 1)).round())
-            out.append(_padded(part, (u0, v0), size, fill))
-        return out
+        shape = torch.Size((3, H, W))  # the frame, never drawn whole
+        read = lambda x1, y1, x2, y2: as_tensor(self.render(i, (x1, y1, x2, y2), (x2 - x1, y2 - y1)))  # (3, h, w)
+        small = np.asarray(self.render(i, (0, 0, W, H), (max(W // 8, 1), max(H // 8, 1))), np.float32)
+        fill = torch.from_numpy(small.mean((0, 1)))  # (3,)
+        return [crop(shape, s, t, size, fill, read) for (s, t), size in zip(params, sizes)]
 
     def render(self, i, box, size, hide_target=False):
-        """Frame i sampled on a size[0] x size[1] grid spanning box (x0, y0, x1, y1, frame pixels): the
+        """Frame i as the clip's camera records it, on a size[0] x size[1] grid spanning box (as `scene`):
+        drawn at the camera's resolution (1 / self.lowres of the frame's, unless the grid is coarser),
+        JPEG-compressed at its quality, enlarged to the grid -> PIL RGB. A crop's box gets the blocks and
+        blur of that part of the frame (block edges fall elsewhere than in the whole frame's compression)."""
+        if self.lowres == 1 and self.jpeg is None:
+            return self.scene(i, box, size, hide_target)
+        small = tuple(max(1, min(n, round((box[k + 2] - box[k]) / self.lowres))) for k, n in enumerate(size))
+        img = self.scene(i, box, small, hide_target)
+        img = _jpeg(img, self.jpeg) if self.jpeg else img
+        return img.resize(size, Image.BILINEAR) if small != tuple(size) else img
+
+    def scene(self, i, box, size, hide_target=False):
+        """Frame i drawn on a size[0] x size[1] grid spanning box (x0, y0, x1, y1, frame pixels): the
         photo through the camera, shadows and objects below, the target, objects above, light -> PIL RGB.
         Box (0, 0, W, H) at size (W, H) is the frame itself; a crop's box renders only what it shows."""
         W, H = self.size
@@ -1008,7 +1321,8 @@ class SyntheticClip(Sequence):
             thing.draw(img, i, grid)
         cycles, phase, depth = self.light
         gain = 1 + depth * math.sin(2 * np.pi * cycles * i / max(self.length, 1) + phase)
-        return img.point([min(255, int(v * gain + .5)) for v in range(256)] * 3) if depth else img
+        # img * gain, clipped to 255: blend's extrapolation from black, in C (a 768-entry LUT costs more)
+        return Image.blend(Image.new('RGB', img.size), img, gain) if depth else img
 
 
 def synthetic_clip(seed, length=100, size=(320, 240), photos=None):
@@ -1109,12 +1423,15 @@ def box_lines(boxes, digits=2):
 def write_got10k_sequence(folder, seq):
     """A sequence as a GOT-10k folder: %08d.jpg, groundtruth.txt, absence.label, cover.label."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(len(seq)):
-        Image.fromarray(seq.frame(i)).save(folder / f"{i + 1:08d}.jpg", quality=95)
-    (folder / 'groundtruth.txt').write_text(''.join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in seq.boxes))
-    (folder / 'absence.label').write_text(''.join(f"{int(not v)}\n" for v in seq.visible))
-    (folder / 'cover.label').write_text(''.join(f"{8 if v else 0}\n" for v in seq.visible))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(len(seq)):
+            Image.fromarray(seq.frame(i)).save(folder / f"{i + 1:08d}.jpg", quality=95)
+        (folder / 'groundtruth.txt').write_text(''.join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in seq.boxes))
+        (folder / 'absence.label').write_text(''.join(f"{int(not v)}\n" for v in seq.visible))
+        (folder / 'cover.label').write_text(''.join(f"{8 if v else 0}\n" for v in seq.visible))
+    except OSError as e:  # the writer's one line: a full disk, a read-only folder...
+        raise SystemExit(f"error: cannot write the sequence folder {folder}: {lorat.write_error(e, folder / 'x')}") from None
 
 
 # -----------------------------------------------------------------------------
@@ -1135,15 +1452,14 @@ def color_augment(images, rng):
     (brightness, contrast, saturation, each x U(0.6, 1.4), in random order), then one of
     grayscale / solarize / gaussian blur (sigma U(0.1, 2)).
 
-    uint8 PIL images in, planar float32 (3, H, W) arrays in [0, 255] out (standardize() takes them).
-    The blur runs first, in PIL: it is linear, so it commutes with the jitter (up to clipping)."""
+    Float crops (3, H, W) in 0..255 in (the crop's output), planar float32 numpy arrays in 0..255 out.
+    The blur runs first: it is linear, so it commutes with the jitter (up to clipping)."""
     factors, order = rng.uniform(0.6, 1.4, 3), rng.permutation(3)
     choice, sigma = rng.integers(3), rng.uniform(0.1, 2.0)
-    if choice == 2:
-        images = [im.filter(ImageFilter.GaussianBlur(sigma)) for im in images]
     out = []
-    for im in images:
-        p = planar(im)  # (3, H, W)
+    for p in images:
+        p = gaussian_blur(p, sigma) if choice == 2 else p
+        p = np.asarray(p, np.float32)  # (3, H, W)
         M, b = jitter_map(p.reshape(3, -1).mean(1), factors, order)
         p = np.clip(np.tensordot(M.T, p, 1) + b[:, None, None], 0, 255)  # every pixel @ M + b
         if choice == 0:  # grayscale, kept 3-channel
@@ -1152,6 +1468,16 @@ def color_augment(images, rng):
             p = np.minimum(p, 255 - p)
         out.append(p)
     return out
+
+
+def gaussian_blur(image, sigma):
+    """A separable gaussian blur of a (C, H, W) float tensor, kernel 2 * ceil(3 sigma) + 1, edges reflected."""
+    r = min(math.ceil(3 * sigma), min(image.shape[-2:]) - 1)
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(image.dtype)
+    x = F.pad(image[:, None], (r, r, r, r), mode='reflect')  # (C, 1, H + 2r, W + 2r)
+    x = F.conv2d(F.conv2d(x, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))
+    return x[:, 0]
 
 
 def jitter_map(mean, factors, order):
@@ -1209,37 +1535,38 @@ class TrainingPairs(torch.utils.data.Dataset):
         raise ValueError(f"no sequence with a visible target in 100 draws from a dataset of {len(ds)}: "
                          f"check its annotations")
 
-    def search_window(self, box, rng):
+    def search_params(self, box, rng):
         """Jitter until the object keeps >= min_object px per side inside the crop (up to `tries`)."""
         x, y, w, h = box
         for _ in range(self.tries):
-            window = jitter_window(box, self.search_factor, self.Sx, rng)
-            b = np.clip(box_to_crop([x, y, x + w, y + h], window, self.Sx), 0, self.Sx)
+            s, t = jitter_params(box, self.search_factor, self.Sx, rng)
+            b = np.clip(box_to_crop([x, y, x + w, y + h], s, t), 0, self.Sx)
             if b[2] - b[0] >= self.min_object and b[3] - b[1] >= self.min_object:
-                return window
-        return crop_window(box, self.search_factor)
+                return s, t
+        return crop_params(box, self.search_factor, self.Sx)
 
     def __getitem__(self, i):
         rng = np.random.default_rng([self.seed, i])
         seq, t_z, t_x = self.sample_frames(rng)
         box_z, box_x = seq.boxes[t_z], seq.boxes[t_x]
-        win_z = crop_window(box_z, self.template_factor)
-        win_x = self.search_window(box_x, rng)
+        params_z = crop_params(box_z, self.template_factor, self.Tz)
+        params_x = self.search_params(box_x, rng)
         if t_z == t_x:  # one image (COCO): read it once
-            z, x = seq.crops(t_z, [win_z, win_x], [self.Tz, self.Sx])
+            (z, *adjusted_z), (x, *adjusted_x) = seq.crops(t_z, [params_z, params_x], [self.Tz, self.Sx])
         else:
-            (z,), (x,) = seq.crops(t_z, [win_z], [self.Tz]), seq.crops(t_x, [win_x], [self.Sx])
-        z_box = box_to_crop(box_z[:2].tolist() + (box_z[:2] + box_z[2:]).tolist(), win_z, self.Tz)
-        x_box = box_to_crop(box_x[:2].tolist() + (box_x[:2] + box_x[2:]).tolist(), win_x, self.Sx)
+            ((z, *adjusted_z),), ((x, *adjusted_x),) = seq.crops(t_z, [params_z], [self.Tz]), seq.crops(t_x, [params_x], [self.Sx])
+        # the boxes through the crops' adjusted (s', t'), as the tracker maps them
+        z_box = box_to_crop(np.concatenate([box_z[:2], box_z[:2] + box_z[2:]]), *adjusted_z)
+        x_box = box_to_crop(np.concatenate([box_x[:2], box_x[:2] + box_x[2:]]), *adjusted_x)
         if self.augment:
             if rng.uniform() < 0.5:  # flips: independent for template and search
-                z, z_box = z.transpose(Image.FLIP_LEFT_RIGHT), flip_box(z_box, self.Tz)
+                z, z_box = z.flip(-1), flip_box(z_box, self.Tz)
             if rng.uniform() < 0.5:
-                x, x_box = x.transpose(Image.FLIP_LEFT_RIGHT), flip_box(x_box, self.Sx)
-        z_box = np.clip(z_box, 0, self.Tz)
-        z_mask = template_fg_mask(torch.tensor(z_box[None], dtype=torch.float32), self.Tz // self.stride, self.stride)[0]
-        z, x = color_augment([z, x], rng) if self.augment else (planar(z), planar(x))
-        return {'z': standardize(z), 'x': standardize(x), 'z_mask': z_mask,  # (gz, gz)
+                x, x_box = x.flip(-1), flip_box(x_box, self.Sx)
+        z_mask = template_fg_mask(z_box[None], self.Tz // self.stride, self.stride)[0]
+        z, x = color_augment([z, x], rng) if self.augment else (z.numpy(), x.numpy())
+        return {'z': standardize(np.ascontiguousarray(z)), 'x': standardize(np.ascontiguousarray(x)),
+                'z_mask': z_mask,  # (gz, gz)
                 'x_box': torch.tensor(np.clip(x_box / self.Sx, 0, 1), dtype=torch.float32)}
 
 
@@ -1270,18 +1597,37 @@ def benchmark(sets, weights, template_size, search_size, factor, samples, worker
               f"({rate / cores:.0f} per core)", flush=True)
 
 
+def benchmark_crop(size=(1280, 720), iters=200):
+    """Print crops/s of `crop` from one frame (a 1280x720 frame, a 120x90 target: the window shrinks)."""
+    frame = torch.randint(0, 256, (3, size[1], size[0]), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    fill = image_mean(frame)
+    for S, factor in ((224, 4.0), (378, 5.0)):
+        params = crop_params((size[0] / 2 - 60, size[1] / 2 - 45, 120, 90), factor, S)
+        for _ in range(5):
+            crop(frame, *params, S, fill)
+        start = time.perf_counter()
+        for _ in range(iters):
+            crop(frame, *params, S, fill)
+        print(f"      crop {S}x{S} from {size[0]}x{size[1]}: {iters / (time.perf_counter() - start):7.0f} crops/s "
+              f"({torch.get_num_threads()} threads)", flush=True)
+
+
+MAX_DEMO_SIDE = 3840  # px: a 4K frame; 100000x100000 would be 30 GB a frame
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = lorat.Parser(description=__doc__.split('\n')[0])
     p.add_argument('--benchmark', action='store_true', help='samples/s of the training pipeline (synthetic + JPEG folder)')
-    p.add_argument('--samples', type=int, default=640, help='samples per benchmark measurement')
-    p.add_argument('--workers', default='0,1,2', help='DataLoader worker counts to benchmark')
+    p.add_argument('--samples', type=lorat.positive_int, default=640, help='samples per benchmark measurement')
+    p.add_argument('--workers', type=lorat.csv_of(lorat.nonneg_int, 'worker counts >= 0, comma-separated'), default=[0, 1, 2], help='DataLoader worker counts to benchmark')
     p.add_argument('--write-demo', metavar='DIR', help='write a synthetic clip as mp4 + GOT-10k folder')
-    p.add_argument('--seed', type=int, default=2_000_001, help='synthetic clip seed for --write-demo (a test clip)')
-    p.add_argument('--length', type=int, default=100)
-    p.add_argument('--size', default='640x360', help='WxH of the demo clip')
+    p.add_argument('--seed', type=lorat.seed_int, default=2_000_001, help='synthetic clip seed for --write-demo (a test clip)')
+    p.add_argument('--length', type=lorat.positive_int, default=100)
+    p.add_argument('--size', type=lorat.frame_size(MAX_DEMO_SIDE), default=(640, 360), help=f'WxH of the demo clip (each side up to {MAX_DEMO_SIDE} px)')
     args = p.parse_args(argv)
     if args.write_demo:
-        W, H = (int(v) for v in args.size.lower().split('x'))
+        W, H = args.size
+        lorat.check_writable(args.write_demo, '--write-demo', folder=True)
         clip = synthetic_clip(args.seed, args.length, (W, H))
         os.makedirs(args.write_demo, exist_ok=True)
         mp4 = os.path.join(args.write_demo, f"{clip.name}.mp4")
@@ -1291,13 +1637,14 @@ def main(argv=None):
         print(f"wrote {mp4}, its GOT-10k folder and boxes ({len(clip)} frames, "
               f"{int((~clip.visible).sum())} with the target absent); first box {clip.boxes[0].round(1).tolist()}")
     if args.benchmark:
-        workers = [int(w) for w in args.workers.split(',')]
+        workers = args.workers
         print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; batch 32")
         clips, stills = open_dataset('synthetic', split='train'), open_dataset('synthetic_stills')
         start = time.perf_counter()
         for clip in clips:  # once per process (workers inherit it): not part of the steady state
             clip.boxes
         print(f"making and annotating {len(clips)} synthetic clips: {time.perf_counter() - start:.1f} s (once)")
+        benchmark_crop()
         for tz, sx in ((56, 112), (112, 224)):
             benchmark([clips], [1], tz, sx, 4.0, args.samples, workers, 'clips')
             benchmark([stills], [1], tz, sx, 4.0, args.samples, workers, 'stills')
@@ -1313,5 +1660,5 @@ def main(argv=None):
 if __name__ == '__main__':
     try:
         main()
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # a damaged photo, a folder that cannot be written...
         sys.exit(f"error: {e}")
