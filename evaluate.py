@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import data
+import lorat
 # the OPE metrics (pytracking's analysis rules) live in data.py, since track.py's demo scores with them and
 # must not import this file; their names stay importable from here
 from data import (CENTER_THRESHOLDS, LASOT_RULES, NORM_THRESHOLDS, OP50, OP75, PRECISION_AT, SUCCESS_THRESHOLDS,  # noqa: F401
@@ -139,6 +140,8 @@ def index_results(folder):
     `<seq>/<seq>_001.txt` (got10k toolkit, first repetition); skips `*_time.txt`; an exact name wins
     over a loose one."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise SystemExit(f"error: result folder {folder} is a file, not a folder: pass the folder that holds the result files")
     if not folder.is_dir():
         raise SystemExit(f"error: result folder {folder} does not exist (pass --results DIR ...)")
     exact, loose = {}, {}
@@ -161,9 +164,10 @@ def find_result(index, name):
     return exact.get(name) or loose.get(name_key(name))
 
 
-def read_results(path):
-    """pytracking's result format: one box per line, x,y,w,h separated by commas, tabs or spaces."""
-    return data.read_boxes(path)
+def read_results(path, dataset=None):
+    """pytracking's result format: one box per line, x,y,w,h separated by commas, tabs or spaces, in the
+    dataset's own convention (LaSOT's 1-based) -> 0-based boxes, as the ground truth is read."""
+    return data.boxes_from_file(data.read_boxes(path), dataset)
 
 
 # -----------------------------------------------------------------------------
@@ -214,7 +218,19 @@ def score_tracker(folder, sequences, dataset, split, skip_missing=False):
             raise SystemExit(f"error: {folder} has no result for sequence {seq.name} "
                              f"(expected {seq.name}.txt; --skip-missing scores the sequences present)")
         try:
-            pred = read_results(path)
+            pred = read_results(path, dataset)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        if len(pred) > len(seq):
+            raise SystemExit(f"error: {path}: {len(pred)} boxes for the {len(seq)} frames of {seq.name}: results of "
+                             f"another sequence or dataset? score results made on this one")
+        nan = np.flatnonzero(np.isnan(seq.boxes).any(1))
+        if len(nan) and not is_got10k_val(dataset, split) and len(nan) < len(seq) - 1:  # all but the first: withheld
+            folder = sequence_folder(seq)
+            where = folder / 'groundtruth.txt' if folder else f"the ground truth of {seq.name}"
+            raise SystemExit(f"error: {where}: line {nan[0] + 1} is not a number (NaN): the ground truth is damaged, "
+                             f"not the result; fix that line (an absent target is 0,0,0,0)")
+        try:
             if is_got10k_val(dataset, split):
                 cover, bound = got10k_cover_and_bound(seq)
                 records[seq.name] = {'ious': got10k_sequence_ious(pred, seq.boxes, cover, bound)}
@@ -413,21 +429,36 @@ def read_times(result_path, n):
 
 
 def pack(dataset, results, names):
-    """The server's zip of a test split from a result folder, written beside it: <folder>_<dataset>.zip."""
+    """The server's zip of a test split from a result folder, written beside it: <folder>_<dataset>.zip.
+    `names`: the sequences (Sequence objects, or names). Every result is checked before the zip is
+    written: present, finite, and (for sequences) one box per frame -- the server would score a short
+    or NaN file as failures, silently."""
     if dataset not in SERVER_LAYOUTS:
         raise SystemExit(f"error: no server file for {dataset}: pack {' or '.join(SERVER_LAYOUTS)}")
     results = Path(results)
     index, out = index_results(results), results.with_name(f"{results.name}_{dataset}.zip")
+    files = {}
+    for seq in names:
+        name, frames = (seq, None) if isinstance(seq, str) else (seq.name, len(seq))
+        path = find_result(index, name)
+        if path is None:
+            raise SystemExit(f"error: {results} has no result for {name}: run it first")
+        try:
+            boxes = read_results(path)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        if not np.isfinite(boxes).all():
+            raise SystemExit(f"error: {path}: line {int(np.flatnonzero(~np.isfinite(boxes).all(1))[0]) + 1} is not a finite "
+                             f"box (NaN or inf): the server needs a box on every frame; track the sequence again")
+        if frames is not None and len(boxes) != frames:
+            raise SystemExit(f"error: {path}: {len(boxes)} boxes for the {frames} frames of {name}: the server needs "
+                             f"exactly one per frame; track the sequence again (delete the file, then `run`)")
+        files.update(SERVER_LAYOUTS[dataset](name, boxes, read_times(path, len(boxes))))
 
     def write(tmp):
         with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
-            for name in names:
-                path = find_result(index, name)
-                if path is None:
-                    raise SystemExit(f"error: {results} has no result for {name}: run it first")
-                boxes = read_results(path)
-                for arcname, text in SERVER_LAYOUTS[dataset](name, boxes, read_times(path, len(boxes))).items():
-                    z.writestr(arcname, text)
+            for arcname, text in files.items():
+                z.writestr(arcname, text)
     data.write_atomic(out, write)
     return out
 
@@ -452,11 +483,12 @@ def track_sequence(tracker, seq):
     return boxes, times
 
 
-def write_sequence_result(out, name, boxes, times):
-    """`<seq>_time.txt` first, then `<seq>.txt` (both atomic): the box file marks a finished sequence."""
+def write_sequence_result(out, name, boxes, times, dataset=None):
+    """`<seq>_time.txt` first, then `<seq>.txt` (both atomic): the box file marks a finished sequence.
+    Boxes are written in the dataset's own convention (LaSOT: 1-based, as the authors write them)."""
     out = Path(out)
     data.write_text_atomic(out / f"{name}_time.txt", ''.join(f"{t:.6f}\n" for t in times))
-    data.write_text_atomic(out / f"{name}.txt", data.box_lines(boxes))
+    data.write_text_atomic(out / f"{name}.txt", data.box_lines(data.boxes_to_file(boxes, dataset)))
 
 
 def is_finished(out, seq):
@@ -486,22 +518,35 @@ def default_result_folder(record, dataset):
     return Path('results') / f"{name}-{record['weights_sha256'][:8]}_{dataset}"
 
 
-def claim_result_folder(out, record, retrack=False):
+def claim_result_folder(out, record, retrack=False, names=None):
     """Make `out` the folder of this model's results: new, or already this model's (a killed run resumes).
-    Another model's results, or results that say no model, are refused in one line; --retrack deletes them."""
+    Another model's results, or results that say no model, are refused in one line; --retrack deletes
+    the result files this run will write (`<seq>.txt`, `<seq>_time.txt` of the sequences `names`; every
+    result file when `names` is None), never another file of the folder."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: --out {out} is a file, not a folder: give a folder for the results")
     results = sorted(out.glob('*.txt')) if out.is_dir() else []
-    old = json.loads((out / MODEL_RECORD).read_text()) if (out / MODEL_RECORD).is_file() else None
+    try:
+        old = json.loads((out / MODEL_RECORD).read_text()) if (out / MODEL_RECORD).is_file() else None
+    except (ValueError, OSError):
+        old = {}  # unreadable: a model it does not record
     if old is not None and all(old.get(k) == record.get(k) for k in SAME_MODEL):
         return
     if (old is not None or results) and not retrack:
         maker = (f"{old.get('weights')} (sha256 {str(old.get('weights_sha256'))[:12]}..., {old.get('dtype')})"
-                 if old is not None else "a model it does not record")
+                 if old and old.get('weights') else "a model it does not record"
+                 + (f" (its {MODEL_RECORD} is unreadable)" if old is not None else ''))
         raise SystemExit(f"error: {out} holds results of {maker}, not of {record['weights']} (sha256 "
                          f"{record['weights_sha256'][:12]}..., {record['dtype']}): pass another --out, or --retrack to replace them")
+    ours = None if names is None else {f"{n}{end}" for n in names for end in ('.txt', '_time.txt')}
     for path in results:
-        path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+        if ours is None or path.name in ours:
+            path.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"error: cannot make the result folder {out}: {lorat.write_error(e, out / 'x')}") from None
     data.write_text_atomic(out / MODEL_RECORD, json.dumps(record, indent=1) + '\n')
 
 
@@ -511,6 +556,8 @@ _WORKER = {}
 
 def worker_init(spec, make_tracker, devices):
     device = devices.get()  # one device per worker, handed out round-robin from a queue
+    if str(device).startswith('cuda'):
+        torch.cuda.set_device(device)  # this worker's GPU is its current one: no stray context on GPU 0
     torch.set_num_threads(max(1, spec.pop('threads', 1)))
     _WORKER['seqs'] = {s.name: s for s in open_sequences(**spec)}
     _WORKER['tracker'] = make_tracker(device)
@@ -519,7 +566,7 @@ def worker_init(spec, make_tracker, devices):
 def worker_track(name, out):
     seq = _WORKER['seqs'][name]
     boxes, times = track_sequence(_WORKER['tracker'], seq)
-    write_sequence_result(out, name, boxes, times)
+    write_sequence_result(out, name, boxes, times, seq.dataset)
     return name, len(seq), float(times.sum())
 
 
@@ -585,7 +632,7 @@ def run_benchmark(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',
         tracker = make_tracker(devices[0]) if todo else None
         for seq in todo:
             boxes, times = track_sequence(tracker, seq)
-            write_sequence_result(out, seq.name, boxes, times)
+            write_sequence_result(out, seq.name, boxes, times, seq.dataset)
             progress.update(seq.name, len(seq), float(times.sum()))
         return [s.name for s in todo]
     import concurrent.futures as cf
@@ -594,7 +641,8 @@ def run_benchmark(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',
     queue = ctx.Queue()
     for k in range(workers):
         queue.put(devices[k % len(devices)])
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    import lorat
+    threads = max(1, lorat.available_cpus() // workers)  # the job's CPU affinity, not the machine's cores
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
                                 initargs=(dict(spec, threads=threads), make_tracker, queue)) as pool:
         futures = [pool.submit(worker_track, s.name, str(out)) for s in todo]
@@ -618,33 +666,56 @@ def available_devices(device):
 def best_dtype(device):
     """bf16 on a GPU that has it (fp16 otherwise); fp32 on a CPU, where bf16 measured slower here."""
     if str(device).startswith('cuda'):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        with torch.cuda.device(device):  # bf16 in hardware only: emulated (V100, T4) is slower than fp16
+            return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     return torch.float32
 
 
-def measure_fps(size, res, device, warmup=10, iters=50):
+def compile_for_inference(model, device, backend='inductor'):
+    """torch.compile for batch-1 inference: one graph (fullgraph: a break would fail loudly, not slowly),
+    static shapes; on a GPU replayed as a CUDA graph ('reduce-overhead'), so a frame costs one launch
+    instead of hundreds (a merged B-224 forward is ~180 kernels; 209 fps leaves 4.8 ms a frame)."""
+    mode = 'reduce-overhead' if str(device).startswith('cuda') and backend == 'inductor' else None
+    return torch.compile(model, backend=backend, mode=mode, fullgraph=True, dynamic=False)
+
+
+def compiled_max_diff(model, compiled, inputs):
+    """The largest difference between the compiled and the eager outputs (scores and boxes)."""
+    with torch.inference_mode():
+        eager, fast = model(*inputs), compiled(*inputs)
+    return max((a.float() - b.float()).abs().max().item() for a, b in zip(eager, fast))
+
+
+def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
     """Forward passes per second, batch 1, LoRA merged (no latency cost), the device's best dtype;
-    warm-up first, then the median over `iters` timed passes. 'OOM' when it does not fit."""
+    warm-up first, then the median over `iters` timed passes. 'OOM' when it does not fit.
+    compile: torch.compile'd (compile_for_inference); returns (fps, max difference to eager)."""
     import lorat
     dtype = best_dtype(device)
     sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
     model = None
     try:
-        model = lorat.build_model(size, res).merge().eval().to(device=device, dtype=dtype)
+        with torch.device(device):  # initialized where it runs: a ViT-g drawn on the CPU takes minutes
+            model = lorat.build_model(size, res).merge().eval().to(dtype=dtype)
         cfg = model.cfg
         z = torch.randn(1, 3, cfg.template_size, cfg.template_size, device=device, dtype=dtype)
         x = torch.randn(1, 3, cfg.search_size, cfg.search_size, device=device, dtype=dtype)
         z_mask = torch.zeros(1, cfg.template_grid, cfg.template_grid, dtype=torch.long, device=device)
+        forward, diff = model, None
+        if compile:
+            forward = compile_for_inference(model, device)
+            diff = compiled_max_diff(model, forward, (z, x, z_mask))  # the first call compiles
         times = []
         with torch.inference_mode():
             for k in range(warmup + iters):
                 sync()
                 start = time.perf_counter()
-                model(z, x, z_mask)
+                forward(z, x, z_mask)
                 sync()
                 if k >= warmup:
                     times.append(time.perf_counter() - start)
-        return 1.0 / float(np.median(times))
+        fps = 1.0 / float(np.median(times))
+        return (fps, diff) if compile else fps
     except (torch.OutOfMemoryError, MemoryError):
         return 'OOM'
     except RuntimeError as e:
@@ -657,7 +728,7 @@ def measure_fps(size, res, device, warmup=10, iters=50):
             torch.cuda.empty_cache()
 
 
-def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50):
+def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, compile=False):
     """Rows of the table: our params (training total, LoRA, head; after merging), MACs, fps, and the
     paper's params / MACs / fps beside them."""
     import lorat
@@ -670,6 +741,9 @@ def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50):
                    'paper_fps': paper[2]}
             if fps:
                 row['fps'] = measure_fps(size, res, device, warmup, iters)
+                if compile:
+                    fast = measure_fps(size, res, device, warmup, iters, compile=True)
+                    row['fps_compiled'], row['compiled_max_diff'] = fast if isinstance(fast, tuple) else (fast, None)
                 row['dtype'] = str(best_dtype(device)).replace('torch.', '')
                 row['device'] = torch.cuda.get_device_name(device) if str(device).startswith('cuda') else 'cpu'
             rows.append(row)
@@ -685,6 +759,11 @@ def print_efficiency(rows):
         params = f"{r['params_total_M']:.1f} ({r['params_lora_M']:.1f}, {r['params_head_M']:.2f})"
         paper = '  '.join('-' if v is None else str(v) for v in (r['paper_params_M'], r['paper_macs_G'], r['paper_fps']))
         print(f"{r['model']:<7}{params:>24}{r['params_merged_M']:>8.1f}{r['macs_G']:>8.1f}{fps:>8}   {paper:>22}")
+    for r in rows:
+        if 'fps_compiled' in r:
+            fast, diff = r['fps_compiled'], r['compiled_max_diff']
+            fast = f"{fast:.1f} fps" if isinstance(fast, float) else str(fast)
+            print(f"{r['model']:<7}compiled: {fast}, largest difference to eager {diff if diff is None else f'{diff:.2e}'}")
     if rows and 'fps' in rows[0]:
         print(f"fps: batch 1, merged LoRA, {rows[0]['dtype']} on {rows[0]['device']}; the paper's on an 80 GB GPU")
 
@@ -715,16 +794,16 @@ def add_dataset_args(p):
     p.add_argument('--root', '--data-root', dest='root', help="the dataset's folder (or a data root holding it; else $LORAT_DATA)")
     p.add_argument('--split', help="override the benchmark split (default lasot: test, trackingnet: test, synthetic: test; "
                    "'all': every sequence under --root)")
-    p.add_argument('--num', type=int, help="synthetic: number of sequences")
-    p.add_argument('--length', type=int, help="synthetic: frames per sequence")
-    p.add_argument('--limit', type=int, help="only the first N sequences (a quick look)")
+    p.add_argument('--num', type=lorat.positive_int, help="synthetic: number of sequences")
+    p.add_argument('--length', type=lorat.positive_int, help="synthetic: frames per sequence")
+    p.add_argument('--limit', type=lorat.positive_int, help="only the first N sequences (a quick look)")
     p.add_argument('--partial', action='store_true', help="a dataset only partly present: use the sequences there "
                                                          "(default: refuse it; it says how many of how many)")
     p.add_argument('--attributes', help="attribute tags: pytracking JSON or a LaSOT att/ folder")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0].strip(),
+    parser = lorat.Parser(description=__doc__.split('\n\n')[0].strip(),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
 
@@ -732,13 +811,14 @@ def parse_args(argv=None):
     add_dataset_args(p)
     p.add_argument('--weights', required=True, help="train.py checkpoint, merged export, or official LoRAT file")
     p.add_argument('--backbone', help="DINOv2 weights: for official LoRAT files, and for a ckpt.pt whose backbone has moved")
-    p.add_argument('--res', type=int, help="check the checkpoint's resolution")
+    p.add_argument('--res', type=lorat.resolution, help="check the checkpoint's resolution")
     p.add_argument('--out', help="result folder (default results/<weights name>-<its sha256[:8]>_<dataset>); "
                                  "it records the model, and refuses another's")
     p.add_argument('--retrack', action='store_true', help="--out holds another model's results: delete them and track again")
-    p.add_argument('--workers', type=int, default=1, help="tracking processes (GPUs round-robin)")
+    p.add_argument('--workers', type=lorat.positive_int, default=1, help="tracking processes (GPUs round-robin)")
     p.add_argument('--device', default='cpu', help="cpu, cuda (every GPU) or cuda:N")
-    p.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'], help="default: bf16 on a GPU (fp16 without bf16), fp32 on a CPU")
+    p.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'], help="inference precision: fp16 or bf16 autocast over fp32 weights, or plain fp32. "
+                   "Default: fp16 on a GPU (the authors' evaluation), fp32 on a CPU")
     p.add_argument('--report', help="report folder (default <out>/report)")
 
     p = sub.add_parser('score', help="score result folders (annotations only)")
@@ -753,26 +833,36 @@ def parse_args(argv=None):
     p.add_argument('--results', required=True, help="the result folder")
 
     p = sub.add_parser('efficiency', help="the paper's inference-efficiency table")
-    p.add_argument('--sizes', default='B,L,g')
-    p.add_argument('--res', default='224,378')
+    p.add_argument('--sizes', type=lorat.csv_of(lorat.size_name, 'model sizes, comma-separated'), default=['B', 'L', 'g'])
+    p.add_argument('--res', type=lorat.csv_of(lorat.resolution, 'resolutions, comma-separated'), default=[224, 378])
     p.add_argument('--device', default='cpu')
     p.add_argument('--no-fps', action='store_true', help="params and MACs only (no timing)")
-    p.add_argument('--warmup', type=int, help="untimed passes first (default 10 on a GPU, 2 on a CPU)")
-    p.add_argument('--iters', type=int, help="timed passes, the median is reported (default 50 GPU, 5 CPU)")
+    p.add_argument('--compile', action='store_true', help="also time torch.compile'd inference (CUDA graphs on a "
+                   "GPU) and print its largest difference to eager")
+    p.add_argument('--warmup', type=lorat.nonneg_int, help="untimed passes first (default 10 on a GPU, 2 on a CPU)")
+    p.add_argument('--iters', type=lorat.positive_int, help="timed passes, the median is reported (default 50 GPU, 5 CPU)")
     p.add_argument('--json', action='store_true')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        return command(args)
+    except (ValueError, OSError) as e:  # a file that cannot be read or written, a bad annotation: one line
+        raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("stopped (Ctrl-C): finished sequences keep their results; the same command resumes") from None
+
+
+def command(args):
     if args.command == 'efficiency':
         device = available_devices(args.device)[0]
         gpu = device.startswith('cuda')
         warmup = args.warmup if args.warmup is not None else (10 if gpu else 2)
         iters = args.iters if args.iters is not None else (50 if gpu else 5)
         try:
-            sizes, res = args.sizes.split(','), [int(r) for r in args.res.split(',')]
-            rows = efficiency(sizes, res, device, not args.no_fps, warmup, iters)
+            rows = efficiency(args.sizes, args.res, device, not args.no_fps, warmup, iters, args.compile)
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
         print(json.dumps(rows, indent=1)) if args.json else print_efficiency(rows)
@@ -783,7 +873,7 @@ def main(argv=None):
                 partial=args.partial)
     seqs = open_sequences(**spec)
     if args.command == 'pack':
-        print(pack(args.dataset, args.results, [s.name for s in seqs]))
+        print(pack(args.dataset, args.results, seqs))
         return
     if args.command == 'score':
         results = score(args.results, seqs, args.dataset, split, args.report or f"reports/{args.dataset}",
@@ -796,16 +886,21 @@ def main(argv=None):
         raise SystemExit(f"error: weights {args.weights} not found (train with train.py, or pass --weights FILE)")
     if args.backbone and not os.path.isfile(args.backbone):
         raise SystemExit(f"error: --backbone {args.backbone} not found: pass the DINOv2 file the weights were trained on")
+    kind, _, detail = lorat.identify_weights(args.weights)  # a wrong kind of file: one line, before any worker starts
+    if kind not in ('export', 'checkpoint', 'release'):
+        raise SystemExit(lorat.wrong_weights(args.weights, kind, detail, '--weights', 'tracker'))
+    for seq in seqs:  # the boxes against the frames, before hours of tracking: one line naming the sequence
+        seq.check(first_box=True)
     devices = available_devices(args.device)
     import track
     record = model_record(args.weights, args.backbone, args.res, args.dtype or track.default_dtype(devices[0]))
     out = Path(args.out) if args.out else default_result_folder(record, args.dataset)
-    claim_result_folder(out, record, args.retrack)
+    claim_result_folder(out, record, args.retrack, [s.name for s in seqs])
     print(f"results: {out}", file=sys.stderr)
     run_benchmark(seqs, out, TrackerFactory(args.weights, args.dtype, args.backbone, args.res),
                   args.workers, spec, devices)
     if is_server_only(args.dataset, split):
-        print(f"server file: {pack(args.dataset, out, [s.name for s in seqs])}")
+        print(f"server file: {pack(args.dataset, out, seqs)}")
         return
     results = score([out], seqs, args.dataset, split, args.report or out / 'report', False, args.attributes)
     print_table(results)

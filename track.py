@@ -25,11 +25,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import lorat
-from data import (box_from_crop, box_lines, box_to_crop, crop_image, crop_window, curve_scores, image_mean, normalize,
-                  open_dataset, sequence_curves, synthetic_clip, write_mp4, write_text_atomic)
+from data import rgb_image
+from data import (as_tensor, box_from_crop, box_lines, box_to_crop, crop, crop_params, curve_scores, image_mean,
+                  open_dataset, standardize_crops, sequence_curves, synthetic_clip, write_mp4, write_text_atomic)
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
-MIN_SIZE = 10  # px: a box clipped to a sliver at the image border still gets a usable search crop
+MIN_SIZE = 10  # px: the kept box's w and h are widened to >= 10 about its center before the search crop
 HANN_WEIGHT = 0.55  # s' = 0.55 * s + 0.45 * hann
 
 # -----------------------------------------------------------------------------
@@ -37,56 +38,85 @@ HANN_WEIGHT = 0.55  # s' = 0.55 * s + 0.45 * hann
 
 
 class Tracker:
-    """LoRAT's inference: a fixed first-frame template, a search crop around the previous box.
+    """LoRAT's inference, as the authors' evaluation runs it: a fixed first-frame template, a search crop
+    around the kept box, the Hanning-blended best cell's box mapped back through the crop.
 
-    `init(frame, box_xywh)` once, then `update(frame) -> (box_xywh, score)` per frame. After each update
-    `last` holds the sigmoid score map, the Hanning-blended map and the search window, for notebooks.
+    `init(frame, box_xywh)` once, then `update(frame) -> (box_xywh, score)` per frame. Frames are uint8
+    (H, W, 3); each is uploaded once and cropped on the tracker's device. The model keeps fp32 weights and
+    runs under autocast when `dtype` is fp16 or bf16. After each update `last` holds the sigmoid score map,
+    the blended map (device tensors) and the crop parameters, for notebooks.
     """
 
     def __init__(self, model, device='cpu', dtype=torch.float32):
-        self.model = model.to(device=device, dtype=dtype).eval()
-        self.cfg, self.device, self.dtype = model.cfg, torch.device(device), dtype
+        self.device, self.dtype = torch.device(device), dtype
+        self.model = model.float().to(self.device).eval()
+        self.cfg = model.cfg
         hann = torch.hann_window(self.cfg.search_grid, periodic=False)
         self.hann = torch.outer(hann, hann).to(self.device)  # (H, W), 1 at the center, 0 at the border
         self.last = {}
 
-    def as_input(self, crop):
-        return normalize(crop)[None].to(self.device, self.dtype)  # (1, 3, S, S)
+    def upload(self, frame):
+        return as_tensor(frame).to(self.device)  # (3, H, W) uint8: one copy to the device per frame
+
+    def network(self, x):
+        """The one-stream forward under autocast (fp32 weights), or plain fp32."""
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            logits, boxes = self.model(self.z, standardize_crops(x)[None], self.z_mask)
+        return logits[0].float(), boxes[0].float()  # (H, W), (H, W, 4) normalized xyxy
 
     @torch.inference_mode()
     def init(self, frame, box_xywh):
-        """Crop the template (area factor 2) and mark the template cells the box covers (foreground)."""
+        """Crop the template (area factor 2) and mark the template cells the box covers (foreground),
+        the box mapped through the crop's adjusted parameters."""
         cfg = self.cfg
-        self.fill = image_mean(Image.fromarray(frame))  # padding of every crop: the template image's mean
-        window = crop_window(box_xywh, cfg.template_factor)
-        self.z = self.as_input(crop_image(frame, window, cfg.template_size, self.fill))
-        x, y, w, h = box_xywh
-        box_z = box_to_crop([x, y, x + w, y + h], window, cfg.template_size)  # template-crop pixels
+        check_box(box_xywh, frame)
+        self.frame_shape = frame.shape
+        image = self.upload(frame)
+        self.fill = image_mean(image)  # padding of every crop of this sequence: the template frame's mean
+        z, s, t = crop(image, *crop_params(box_xywh, cfg.template_factor, cfg.template_size), cfg.template_size, self.fill)
+        self.z = standardize_crops(z)[None]  # (1, 3, Tz, Tz)
+        x, y, w, h = (float(v) for v in box_xywh)
+        box_z = box_to_crop([x, y, x + w, y + h], s, t)  # template-crop pixels
         self.z_mask = lorat.template_fg_mask(box_z[None], cfg.template_grid, cfg.patch_size).to(self.device)
-        self.box = np.asarray(box_xywh, dtype=np.float64)
+        self.box = np.array([x, y, w, h])  # the kept box: unclipped on frame 0
 
-    def search_window(self):
-        """The search window around the previous box, its w and h clamped to >= 10 px about its center."""
+    def search_params(self):
+        """The search window (s, t) around the kept box, its w and h widened to >= 10 px about its center."""
         x, y, w, h = self.box
         cx, cy, w, h = x + w / 2, y + h / 2, max(w, MIN_SIZE), max(h, MIN_SIZE)
-        return crop_window((cx - w / 2, cy - h / 2, w, h), self.cfg.search_factor)
+        return crop_params((cx - w / 2, cy - h / 2, w, h), self.cfg.search_factor, self.cfg.search_size)
 
     @torch.inference_mode()
     def update(self, frame):
-        """One frame: crop, forward, Hanning-blended argmax, box back to the image (clipped)."""
+        """One frame: crop, forward, Hanning-blended argmax, box back to the image and clipped (the
+        result). The kept box follows it unless it is empty or off the image (the target left the view)."""
         S = self.cfg.search_size
-        window = self.search_window()
-        x = self.as_input(crop_image(frame, window, S, self.fill))
-        logits, boxes = self.model(self.z, x, self.z_mask)  # (1, H, W), (1, H, W, 4) normalized xyxy
-        score = logits[0].float().sigmoid()  # (H, W)
+        if frame.shape != self.frame_shape:  # boxes and the template's padding belong to the first frame's size
+            raise ValueError(f"a {frame.shape[1]}x{frame.shape[0]} frame after a {self.frame_shape[1]}x{self.frame_shape[0]} "
+                             f"first frame: give every frame of a video one size")
+        x, s, t = crop(self.upload(frame), *self.search_params(), S, self.fill)
+        score_logits, boxes = self.network(x)
+        score = score_logits.sigmoid()  # (H, W)
         blended = HANN_WEIGHT * score + (1 - HANN_WEIGHT) * self.hann
-        i, j = divmod(int(blended.argmax()), score.shape[1])
-        box = box_from_crop(boxes[0, i, j].float().cpu().numpy() * S, window, S)  # image xyxy
+        k = blended.argmax()
+        best = torch.cat([boxes.flatten(0, 1)[k], score.flatten()[k, None]]).cpu().double().numpy()  # the one copy back
         img_h, img_w = frame.shape[:2]
-        box = box.clip(0, [img_w, img_h, img_w, img_h])
-        self.box = np.array([box[0], box[1], box[2] - box[0], box[3] - box[1]])  # the next search center
-        self.last = dict(score_map=score.cpu().numpy(), blended=blended.cpu().numpy(), window=window)
-        return self.box.copy(), float(score[i, j])
+        box = box_from_crop(best[:4] * S, s, t).clip(0, [img_w, img_h, img_w, img_h])  # image xyxy, float64
+        result = np.array([box[0], box[1], box[2] - box[0], box[3] - box[1]])
+        if box[0] < box[2] and box[1] < box[3]:  # else the previous kept box stays: search a normal window
+            self.box = result
+        self.last = dict(score_map=score, blended=blended, params=(s, t))
+        return result, float(best[4])
+
+
+def check_box(box_xywh, frame):
+    """A first box the tracker can start from: finite, w and h > 0, overlapping the frame (else ValueError)."""
+    H, W = frame.shape[:2]
+    x, y, w, h = (float(v) for v in box_xywh)
+    if not np.isfinite([x, y, w, h]).all() or w <= 0 or h <= 0:
+        raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} is not a box: give x,y,w,h with w and h > 0")
+    if x >= W or y >= H or x + w <= 0 or y + h <= 0:
+        raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} lies outside the {W}x{H} first frame: give x,y,w,h inside it")
 
 
 def resolve_device(device):
@@ -95,11 +125,9 @@ def resolve_device(device):
 
 
 def default_dtype(device):
-    """bf16 on a GPU (fp16 on one without bf16); fp32 on a CPU: on this project's CPU (AVX-512 bf16, no
-    AMX) bf16 measured slower (see `python track.py --benchmark`)."""
-    if torch.device(device).type == 'cuda':
-        return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    return 'fp32'
+    """Inference precision, the authors' evaluation: fp16 autocast over fp32 weights on a GPU; fp32 on a
+    CPU (bf16 measured slower on this project's CPUs: `python track.py --benchmark`)."""
+    return 'fp16' if torch.device(device).type == 'cuda' else 'fp32'
 
 
 def load_tracker(weights, device='cpu', dtype=torch.float32, backbone=None, res=None):
@@ -123,16 +151,19 @@ class Frames:
     """
 
     def __init__(self, path):
-        self.path, self.files, self.fps, self.count = path, None, None, None
+        self.path, self.files, self.fps, self.count, self.rotation = path, None, None, None, 0
         if os.path.isdir(path):
             self.files = sorted(os.path.join(path, f) for f in os.listdir(path)
                                 if f.lower().endswith(('.jpg', '.jpeg', '.png')))
             if not self.files:
                 raise SystemExit(f"error: folder {path} holds no .jpg or .png images")
             self.count = len(self.files)
+            self.check_sizes()
             return
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise SystemExit(f"error: video {path} does not exist: check the path")
+        if not os.path.isfile(path):
+            raise SystemExit(f"error: {path} is neither a video file nor a folder of images")
         try:
             with av.open(path) as container:
                 stream = container.streams.video[0]
@@ -145,12 +176,30 @@ class Frames:
     def __iter__(self):
         return self.images() if self.files else self.video()
 
+    def check_sizes(self):
+        """Every image of a folder has the first one's size (read from the headers only): the boxes of one
+        track live in one coordinate system, so frames of mixed sizes are refused, naming the first odd one."""
+        first = None
+        for f in self.files:
+            try:
+                with Image.open(f) as im:
+                    size = im.size
+            except OSError:
+                raise SystemExit(f"error: cannot read image {f}: corrupt or not an image; remove or replace it") from None
+            first = first or (f, size)
+            if size != first[1]:
+                raise SystemExit(f"error: folder {self.path} mixes frame sizes ({os.path.basename(first[0])} is "
+                                 f"{first[1][0]}x{first[1][1]}, {os.path.basename(f)} is {size[0]}x{size[1]}): the boxes "
+                                 f"would mix coordinate systems; resize the frames to one size first")
+
     def images(self):
         for f in self.files:
             try:
-                yield np.asarray(Image.open(f).convert('RGB'))
+                with Image.open(f) as im:
+                    image = np.asarray(rgb_image(im))  # 16-bit PNGs scaled, not clipped to white
             except OSError:
                 raise SystemExit(f"error: cannot read image {f}: corrupt or not an image") from None
+            yield image
 
     def video(self):
         n = 0
@@ -160,11 +209,22 @@ class Frames:
             try:
                 for frame in container.decode(stream):
                     n += 1
-                    yield frame.to_ndarray(format='rgb24')  # (H, W, 3) uint8
+                    image = frame.to_ndarray(format='rgb24')  # (H, W, 3) uint8
+                    turns = round((frame.rotation or 0) / 90) % 4
+                    if turns and not self.rotation:
+                        self.rotation = turns * 90
+                        print(f"\nwarning: {self.path} carries a rotation tag ({turns * 90} degrees): its frames are turned "
+                              f"upright, as players show them; --init, the boxes and the output are upright", file=sys.stderr)
+                    yield np.ascontiguousarray(np.rot90(image, turns)) if turns else image
             except av.error.FFmpegError as e:
                 if n == 0:
                     raise SystemExit(f"error: cannot decode video {self.path}: corrupt ({type(e).__name__})") from None
-                print(f"\nwarning: {self.path} is damaged after frame {n}; tracked the frames before", file=sys.stderr)
+                listed = f" (its index lists {self.count} frames)" if self.count else ''
+                print(f"\nwarning: {self.path} is damaged after frame {n}{listed}; tracked the {n} frames before", file=sys.stderr)
+                return
+        if self.count and n < self.count:
+            print(f"\nwarning: {self.path}'s index lists {self.count} frames but only {n} decode (a truncated or "
+                  f"damaged file): tracked those {n}", file=sys.stderr)
 
 # -----------------------------------------------------------------------------
 # The first box: --init x,y,w,h, or drawn on the first frame
@@ -294,12 +354,15 @@ def track(tracker, frames, out_path, init=None, fps=30, show=False, progress=Tru
     def annotated():
         nonlocal typeface
         for i, frame in enumerate(frames):
-            if i == 0:
-                box = check_inside(draw_box(frame) if init is None else np.asarray(init, np.float64), frame)
-                tracker.init(frame, box)
-                score, typeface = 1.0, font(frame.shape[0])
-            else:
-                box, score = tracker.update(frame)
+            try:
+                if i == 0:
+                    box = check_inside(draw_box(frame) if init is None else np.asarray(init, np.float64), frame)
+                    tracker.init(frame, box)
+                    score, typeface = 1.0, font(frame.shape[0])
+                else:
+                    box, score = tracker.update(frame)
+            except ValueError as e:  # a zero-size first box, a frame of another size
+                raise SystemExit(f"error: {getattr(frames, 'path', 'the input')}, frame {i}: {e}") from None
             boxes.append(box)
             scores.append(score)
             out = annotate(frame, box, score, i, typeface)
@@ -342,6 +405,12 @@ def newest_weights(runs='runs'):
     for file in ('export.pt', 'ckpt.pt'):
         if run_dir and os.path.isfile(os.path.join(run_dir, file)):
             return os.path.join(run_dir, file)
+    if run_dir and not os.path.isdir(run_dir):
+        raise SystemExit(f"error: {latest} names the run {run_dir}, which no longer exists: give --weights FILE, "
+                         f"or train again (`python train.py`)")
+    if run_dir:
+        raise SystemExit(f"error: the newest run {run_dir} holds no export.pt or ckpt.pt (stopped before its first "
+                         f"checkpoint?): give --weights FILE, or resume it with train.py --resume {run_dir}")
     raise SystemExit(f"error: no trained model in {runs}/ (no {latest}): run `python train.py` first, "
                      f"or give a video and --weights")
 
@@ -419,31 +488,39 @@ def refuse_the_input(path, video, flag):
 
 def join_init(argv):
     """`--init -20,5,40,40` -> `--init=-20,5,40,40`: argparse would take a negative x for an option."""
-    out, rest = [], iter(argv)
-    for a in rest:
-        out.append(f"--init={next(rest, '')}" if a == '--init' else a)
+    out, k = [], 0
+    while k < len(argv):
+        a = argv[k]
+        # joined only with a value: a missing one, or the next option, is left for argparse to call missing
+        if a == '--init' and k + 1 < len(argv) and not argv[k + 1].startswith('--') and argv[k + 1] != '-h':
+            out.append(f"--init={argv[k + 1]}")
+            k += 2
+            continue
+        out.append(a)
+        k += 1
     return out
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Track one object through a video with LoRAT.")
+    p = lorat.Parser(description="Track one object through a video with LoRAT.")
     p.add_argument('video', nargs='?', help="video file (mp4/mov/avi/mkv...) or folder of images; "
                                             "none: the synthetic demo with the newest run")
-    p.add_argument('--init', help="first-frame box x,y,w,h in pixels (default: draw it)")
+    p.add_argument('--init', type=lorat.box_xywh, help="first-frame box x,y,w,h in pixels (default: draw it)")
     p.add_argument('--weights', help="train.py checkpoint, merged export or official LoRAT file "
                                      "(default for the demo: the newest run in runs/)")
     p.add_argument('--backbone', help="DINOv2 weights, for official LoRAT files and LoRA-only checkpoints")
-    p.add_argument('--res', type=int, help="resolution of an official file (224 or 378; default from its name)")
+    p.add_argument('--res', type=lorat.resolution, help="resolution of an official file (224 or 378; default from its name)")
     p.add_argument('--out', help="annotated video (default: <input name>_lorat.mp4 in the current folder)")
     p.add_argument('--boxes', help="write the boxes here, one x,y,w,h line per frame")
-    p.add_argument('--fps', type=float, default=30, help="frame rate of an image folder's output (default 30)")
+    p.add_argument('--fps', type=lorat.positive_float, default=30, help="frame rate of an image folder's output (default 30)")
     p.add_argument('--show', action='store_true', help="show the tracking live")
     p.add_argument('--device', default='cpu', help="cpu, cuda or cuda:N")
-    p.add_argument('--threads', type=int, help="CPU threads of the model (default: all cores but one, "
+    p.add_argument('--threads', type=lorat.positive_int, help="CPU threads of the model (default: all cores but one, "
                                                "which is left to decoding and encoding the video)")
-    p.add_argument('--dtype', choices=DTYPES, help="default: bf16 on cuda (fp16 without bf16), fp32 on cpu (measured faster here)")
+    p.add_argument('--dtype', choices=DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights (LoRA merged in fp32), or plain fp32. "
+                   "Default: fp16 on cuda (the authors' evaluation), fp32 on cpu")
     p.add_argument('--benchmark', action='store_true', help="fps of T and B-224, fp32 and bf16, on a 640x360 clip")
-    p.add_argument('--frames', type=int, default=20, help="benchmark clip length")
+    p.add_argument('--frames', type=lorat.positive_int, default=20, help="benchmark clip length")
     args = p.parse_args(join_init(sys.argv[1:] if argv is None else argv))
     args.device = resolve_device(args.device)
     args.dtype = args.dtype or default_dtype(args.device)
@@ -454,20 +531,33 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # Ctrl-C: track() has removed its half-written video
+        raise SystemExit("stopped (Ctrl-C): no output was written") from None
+    except (ValueError, OSError) as e:  # a damaged photo of the demo, an unreadable file: one line
+        raise SystemExit(f"error: {e}") from None
+
+
+def run(args):
     if args.device == 'cpu':  # a busy core stalls every parallel op of the model: leave one to the video codecs
         torch.set_num_threads(args.threads or max(1, torch.get_num_threads() - 1))
     if args.benchmark:
         return benchmark(args)
     if args.video is None:
         return demo(args)
-    init = parse_box(args.init) if args.init else None
+    init = np.array(args.init, dtype=np.float64) if args.init else None  # checked by lorat.box_xywh
     if init is None and not has_display():
         raise SystemExit("error: no display to draw the first box on: give it with --init x,y,w,h "
                          "(pixels of the first frame)")
     frames = Frames(args.video)
-    out = output_path(args.video, args.out)
+    out = lorat.check_writable(output_path(args.video, args.out), '--out')
     if args.boxes:
         refuse_the_input(args.boxes, args.video, '--boxes')
+        lorat.check_writable(args.boxes, '--boxes')
+        if os.path.realpath(args.boxes) == os.path.realpath(out):
+            raise SystemExit(f"error: --boxes {args.boxes} is the --out video too: the boxes would replace the video; "
+                             f"give them another file (e.g. boxes.txt)")
     if args.weights is None:
         args.weights = newest_weights()
     tracker = load_tracker(args.weights, args.device, args.dtype, args.backbone, args.res)

@@ -132,6 +132,23 @@ def write_lasot(root, name, boxes, occluded=()):
     (folder / 'out_of_view.txt').write_text(','.join('0' * len(boxes)))
 
 
+def test_lasot_results_are_written_and_read_1_based(tmp_path):
+    """LaSOT files are 1-based: the tracker's 0-based boxes are written with x, y + 1 (as the authors do),
+    read back minus 1; other datasets' files as given. A perfect result then scores 100 either way."""
+    root = tmp_path / 'LaSOT'
+    write_lasot(root, 'car-1', GT)
+    (seq,) = ev.open_sequences('lasot', str(root))
+    assert np.allclose(seq.boxes, GT - [1, 1, 0, 0])
+    res = tmp_path / 'res'
+    ev.write_sequence_result(res, 'car-1', seq.boxes, np.zeros(len(GT)), 'lasot')
+    assert np.allclose(data.read_boxes(res / 'car-1.txt'), GT, atol=0.01)  # the file's own convention
+    assert np.allclose(ev.read_results(res / 'car-1.txt', 'lasot'), seq.boxes, atol=0.01)
+    ev.write_sequence_result(res, 'other', seq.boxes, np.zeros(len(GT)), 'otb')
+    assert np.allclose(data.read_boxes(res / 'other.txt'), seq.boxes, atol=0.01)
+    records = ev.score_tracker(res, [seq], 'lasot', None)
+    assert data.curve_scores([records['car-1']])['AUC'] > 95
+
+
 def test_score_command(tmp_path, capsys):
     """Annotations only; loose file names and any delimiter; one row per tracker; report files."""
     root = tmp_path / 'LaSOT'
@@ -487,3 +504,94 @@ def test_the_readme_train_track_evaluate_commands_work_as_written(tmp_path):
     assert out.stdout.strip().splitlines()[-1] == 'annotated video: video_lorat.mp4' and (tmp_path / 'video_lorat.mp4').is_file()
     out = run(readme_command('python evaluate.py run --dataset lasot') + ['--partial'])
     assert 'AUC' in out.stdout and '(2 seqs)' in out.stdout
+
+
+# ----------------------------------------------------------------------------- issue 22: bad inputs
+
+def got10k_val_tree(root, gt_text, frames=3, name='seq1'):
+    write_frames(root / 'val' / name, [(10, 10, 20, 20)] * frames, size=(64, 48))
+    (root / 'val' / 'list.txt').write_text(name + '\n')
+    (root / 'val' / name / 'groundtruth.txt').write_text(gt_text)
+    return root
+
+
+def test_retrack_removes_only_the_result_files_it_writes(tmp_path):
+    out = tmp_path / 'res'
+    out.mkdir()
+    for name in ('a.txt', 'a_time.txt', 'notes.txt', 'other_seq.txt'):
+        (out / name).write_text('1,2,3,4\n')
+    record = {'weights': 'w.pt', 'weights_sha256': '0' * 64, 'res': None, 'dtype': 'fp32'}
+    ev.claim_result_folder(out, record, retrack=True, names=['a'])  # was: every *.txt deleted
+    assert sorted(p.name for p in out.iterdir()) == [ev.MODEL_RECORD, 'notes.txt', 'other_seq.txt']
+
+
+def test_results_longer_than_their_sequence_and_nan_ground_truth_are_named(tmp_path):
+    root = got10k_val_tree(tmp_path / 'GOT-10k', '10,10,20,20\n' * 3)
+    res = tmp_path / 'res'
+    res.mkdir()
+    (res / 'seq1.txt').write_text('10,10,20,20\n' * 9)  # another dataset's file, renamed: was scored silently
+    with pytest.raises(SystemExit, match=r'seq1.txt: 9 boxes for the 3 frames of seq1') as e:
+        ev.main(['score', '--dataset', 'got10k_val', '--root', str(root), '--results', str(res), '--report', str(tmp_path / 'r')])
+    assert '\n' not in str(e.value.code)
+    write_lasot(tmp_path / 'LaSOT', 'car-1', np.array([[50, 60, 100, 100], [np.nan] * 4, [50, 60, 100, 100]]))
+    (res / 'car-1.txt').write_text(box_text(GT[:3]))
+    with pytest.raises(SystemExit, match=r'car-1/groundtruth.txt: line 2 is not a number .*not the result'):
+        ev.main(['score', '--dataset', 'lasot', '--root', str(tmp_path / 'LaSOT'), '--split', 'all', '--results', str(res),
+                 '--skip-missing', '--report', str(tmp_path / 'r')])
+
+
+@pytest.mark.parametrize('lines, message', [('1,1,2,2\n' * 2, r'2 boxes for the 4 frames'),
+                                            ('1,1,2,2\nnan,nan,nan,nan\n1,1,2,2\n1,1,2,2\n', r'line 2 is not a finite box')])
+def test_pack_refuses_short_or_nan_results_and_leaves_no_file(tmp_path, lines, message):
+    seq = tmp_path / 'GOT-10k' / 'test' / 'GOT-10k_Test_000001'
+    write_frames(seq, [(10, 10, 20, 20)] * 4, size=(64, 48))
+    (seq / 'groundtruth.txt').write_text('10,10,20,20\n')
+    (seq.parent / 'list.txt').write_text(seq.name + '\n')
+    res = tmp_path / 'res'
+    res.mkdir()
+    (res / f"{seq.name}.txt").write_text(lines)
+    with pytest.raises(SystemExit, match=message):
+        ev.main(['pack', '--dataset', 'got10k_test', '--root', str(tmp_path / 'GOT-10k'), '--results', str(res)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['GOT-10k', 'res']  # no zip, no zip.tmp
+    with pytest.raises(SystemExit, match='no result for GOT-10k_Test_000002'):  # was: a .zip.tmp left behind
+        ev.pack('trackingnet', res, ['GOT-10k_Test_000002'])
+    assert not list(tmp_path.glob('*.tmp'))
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['run', *SYNTHETIC, '--weights', 'w.pt', '--limit', '-1'], r'argument --limit: .*positive integer'),
+    (['run', *SYNTHETIC, '--weights', 'w.pt', '--workers', '0'], r'argument --workers'),
+    (['efficiency', '--iters', '0'], r'argument --iters'),
+    (['efficiency', '--warmup', '-1'], r'argument --warmup'),
+    (['efficiency', '--sizes', 'B,X'], r"unknown model size 'X'"),
+    (['score', '--dataset', 'otb', '--root', '.', '--split', 'nonsense', '--results', '.'], r'otb has no splits'),
+    (['score', '--dataset', 'otb', '--root', 'EMPTY', '--results', '.'], r"holds no sequence in otb's layout"),
+])
+def test_bad_numbers_splits_and_roots_are_one_line(tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'EMPTY').mkdir()
+    with pytest.raises(SystemExit, match=message) as e:
+        ev.main(argv)
+    assert str(e.value.code).startswith('error: ') and '\n' not in str(e.value.code)
+
+
+@pytest.mark.parametrize('gt, frames, message', [
+    ('10,10,20,20\n' * 5, 3, r'5 boxes but frame 5 .* is missing'),  # more boxes than images
+    ('nan,nan,nan,nan\n' + '10,10,20,20\n' * 2, 3, r'first box nan,nan,nan,nan is not a number'),
+    ('10,10,0,20\n' + '10,10,20,20\n' * 2, 3, r'first box 10,10,0,20 is of zero size'),
+    ('500,500,20,20\n' + '10,10,20,20\n' * 2, 3, r'lies outside the 64x48 first frame'),
+    ('', 3, r'holds no box'),
+])
+def test_run_checks_each_sequence_against_its_frames_before_tracking(tmp_path, gt, frames, message):
+    root = got10k_val_tree(tmp_path / 'GOT-10k', gt, frames)
+    weights = tiny_export(tmp_path / 'w.pt', 0)
+    with pytest.raises(SystemExit, match=message) as e:  # was: a traceback mid-run, or a tracker started on it
+        ev.main(['run', '--dataset', 'got10k_val', '--root', str(root), '--weights', weights, '--out', str(tmp_path / 'out')])
+    assert str(e.value.code).startswith('error: ') and '\n' not in str(e.value.code) and 'seq1' in str(e.value.code)
+
+
+def test_run_with_a_backbone_as_weights_says_what_it_is(tmp_path):
+    import lorat
+    with pytest.raises(SystemExit, match=r'is a backbone .*give it as --backbone'):
+        ev.main(['run', *SYNTHETIC, '--weights', str(lorat.T_BACKBONE), '--out', str(tmp_path / 'out')])
+    assert not (tmp_path / 'out').exists()

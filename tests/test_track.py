@@ -14,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import lorat  # noqa: E402
 import track  # noqa: E402
+import data  # noqa: E402
 from data import box_to_crop, synthetic_clip, write_mp4  # noqa: E402
 
 FRAMES = 10
@@ -153,27 +154,27 @@ def test_update_is_the_hann_blended_argmax(world):
     tracker = track.load_tracker(world['weights'])
     tracker.init(clip.frame(0), clip.boxes[0])
     box, score = tracker.update(clip.frame(1))
-    last = tracker.last
+    score_map, blended = tracker.last['score_map'].cpu().numpy(), tracker.last['blended'].cpu().numpy()
     g = tracker.cfg.search_grid
     hann = np.outer(np.hanning(g), np.hanning(g))  # numpy's is the symmetric (periodic=False) window
-    assert last['score_map'].shape == (g, g)
-    assert np.allclose(last['blended'], 0.55 * last['score_map'] + 0.45 * hann, atol=1e-6)
-    i, j = np.unravel_index(last['blended'].argmax(), (g, g))
-    assert score == pytest.approx(last['score_map'][i, j])
+    assert score_map.shape == (g, g)
+    assert np.allclose(blended, 0.55 * score_map + 0.45 * hann, atol=1e-6)
+    i, j = np.unravel_index(blended.argmax(), (g, g))
+    assert score == pytest.approx(score_map[i, j])
     H, W = clip.frame(1).shape[:2]
     assert box.shape == (4,) and box[0] >= 0 and box[1] >= 0 and box[0] + box[2] <= W and box[1] + box[3] <= H
 
 
-def test_bf16_tracker_agrees_with_fp32(world):
+def test_autocast_inference_keeps_fp32_weights_and_agrees_with_fp32(world):
     clip = world['clip']
     results = []
     for dtype in ('fp32', 'bf16'):
         tracker = track.load_tracker(world['weights'], dtype=dtype)
         tracker.init(clip.frame(0), clip.boxes[0])
         tracker.update(clip.frame(1))
-        results.append(tracker.last['score_map'])
-        assert next(tracker.model.parameters()).dtype == track.DTYPES[dtype]
-    assert np.abs(results[0] - results[1]).max() < 0.05
+        results.append(tracker.last['score_map'].numpy())
+        assert all(p.dtype == torch.float32 for p in tracker.model.parameters())  # autocast, not a cast model
+    assert np.abs(results[0] - results[1]).max() < 0.05 and np.abs(results[0] - results[1]).max() > 0
 
 
 class PointsRight(torch.nn.Module):
@@ -201,12 +202,43 @@ def test_a_target_leaving_the_frame_does_not_crash():
     assert box[0] == pytest.approx(160) and box[2] == pytest.approx(0)  # left through the right edge
 
 
+def test_the_kept_box_stays_when_the_target_leaves_the_frame():
+    """The authors' rule: an empty clipped box is the frame's result, but the next search window is the
+    previous one (a normal window), not a 10-px sliver at the border."""
+    tracker = track.Tracker(PointsRight())
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    tracker.init(frame, (100, 50, 30, 20))
+    kept = []
+    for _ in range(12):
+        box, _ = tracker.update(frame)
+        kept.append((tracker.box.copy(), box))
+    empty = [k for k, (_, box) in enumerate(kept) if box[2] <= 0]
+    assert empty, "the stand-in model never pushed the box out of the frame"
+    first = empty[0]
+    assert kept[first][0][2] > 0 and np.array_equal(kept[first][0], kept[first - 1][0])  # the previous kept box
+    assert all(np.array_equal(kept[k][0], kept[first][0]) for k in empty)  # and it stays while the result is empty
+    assert np.allclose(tracker.search_params()[0], data.crop_params(kept[first][0], 4.0, 112)[0])  # its window
+    assert min(kept[first][0][2:]) > 10  # a normal window, not one around a sliver at the border
+
+
+def test_bad_first_box_and_a_frame_of_another_size_are_one_line_errors():
+    tracker = track.Tracker(PointsRight())
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    for box, words in (((10, 10, 0, 20), 'w and h > 0'), ((10, 10, float('nan'), 5), 'not a box'),
+                       ((170, 10, 20, 20), 'outside the 160x120')):
+        with pytest.raises(ValueError, match=words):
+            tracker.init(frame, box)
+    tracker.init(frame, (10, 10, 30, 20))
+    with pytest.raises(ValueError, match='a 100x80 frame after a 160x120 first frame'):
+        tracker.update(np.zeros((80, 100, 3), np.uint8))
+
+
 class Oracle(PointsRight):
     """A stand-in model that answers, in every cell, the true box (set before each frame) in crop coordinates."""
 
     def forward(self, z, x, z_mask):
         g, S = self.cfg.search_grid, self.cfg.search_size
-        box = torch.tensor(box_to_crop(self.truth, self.window, S) / S, dtype=torch.float32)
+        box = torch.tensor(box_to_crop(self.truth, *self.params) / S, dtype=torch.float32)
         return torch.zeros(1, g, g), box.expand(1, g, g, 4)
 
 
@@ -217,7 +249,8 @@ def test_a_perfect_model_gives_back_the_true_boxes(world):
     tracker.init(clip.frame(0), clip.boxes[0])
     for i in range(1, FRAMES):
         x, y, w, h = clip.boxes[i]
-        oracle.truth, oracle.window = [x, y, x + w, y + h], tracker.search_window()
+        _, s, t = data.crop(data.as_tensor(clip.frame(i)), *tracker.search_params(), tracker.cfg.search_size, tracker.fill)
+        oracle.truth, oracle.params = [x, y, x + w, y + h], (s, t)  # the adjusted parameters the tracker will use
         box, _ = tracker.update(clip.frame(i))
         assert np.allclose(box, clip.boxes[i], atol=1e-3), (i, box, clip.boxes[i])
 
@@ -275,3 +308,110 @@ def test_demo_needs_a_trained_model_then_prints_video_and_score(world, tmp_path)
     assert video_line.startswith('annotated video:') and count_frames(video) == 100
     auc = float(score_line.split(': ')[1].split('%')[0])
     assert score_line.startswith('success AUC') and 0 <= auc <= 100
+
+
+# ----------------------------------------------------------------------------- issue 22: bad inputs
+
+def test_out_and_boxes_naming_one_file_is_refused(world, tmp_path):
+    same = tmp_path / 'same.mp4'
+    with pytest.raises(SystemExit, match=r'--boxes .* is the --out video too') as e:  # was: boxes written over the video
+        track.main([str(world['video']), '--weights', str(world['weights']), '--init', world['init'],
+                    '--out', str(same), '--boxes', str(tmp_path / '.' / 'same.mp4')])
+    assert '\n' not in str(e.value.code) and not same.exists()
+
+
+def test_init_without_a_value_does_not_eat_the_next_option(world):
+    assert track.join_init(['v.mp4', '--init', '-20,5,40,40']) == ['v.mp4', '--init=-20,5,40,40']
+    assert track.join_init(['v.mp4', '--init', '--weights', 'w.pt']) == ['v.mp4', '--init', '--weights', 'w.pt']
+    for argv in (['--init', '--weights', str(world['weights'])], ['--weights', str(world['weights']), '--init']):
+        with pytest.raises(SystemExit) as e:
+            track.main([str(world['video'])] + argv)
+        assert str(e.value.code) == 'error: argument --init: expected one argument'
+
+
+@pytest.mark.parametrize('flag, value', [('--fps', '-5'), ('--fps', 'nan'), ('--threads', '0'), ('--frames', '0'),
+                                         ('--res', '100'), ('--init', '1e308,1,2,2')])
+def test_numbers_are_range_checked_at_parse_time(world, flag, value):
+    with pytest.raises(SystemExit) as e:
+        track.parse_args([str(world['video']), '--weights', str(world['weights']), '--init', world['init'], flag, value])
+    assert str(e.value.code).startswith(f'error: argument {flag}: ') and '\n' not in str(e.value.code)
+
+
+def test_a_backbone_as_weights_says_to_use_it_as_backbone(world):
+    with pytest.raises(SystemExit, match=r'is a backbone .* give it as --backbone') as e:  # was KeyError
+        track.main([str(world['video']), '--weights', str(lorat.T_BACKBONE), '--init', world['init'],
+                    '--out', str(world['folder'] / 'bb.mp4')])
+    assert '\n' not in str(e.value.code)
+
+
+def test_a_video_whose_index_lists_more_frames_than_decode_warns_with_the_counts(world, tmp_path, capsys):
+    clip = synthetic_clip(5, length=40, size=(160, 120))
+    full = tmp_path / 'full.mp4'
+    with av.open(str(full), 'w', format='mp4', options={'movflags': 'faststart'}) as out:  # the index up front
+        stream = out.add_stream('libx264', rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, 'yuv420p'
+        for i in range(40):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(clip.frame(i), format='rgb24')))
+        out.mux(stream.encode())
+    cut = tmp_path / 'cut.mp4'
+    cut.write_bytes(full.read_bytes()[:full.stat().st_size // 2])
+    frames = track.Frames(str(cut))
+    n = sum(1 for _ in frames)
+    err = capsys.readouterr().err
+    assert frames.count == 40 and 0 < n < 40 and 'lists 40 frames' in err and f"{n}" in err, err  # was: no word
+
+
+def test_a_rotation_tag_is_applied_with_a_warning(tmp_path, capsys):
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[:10, :20] = 255  # a mark in the top-left corner
+    path = tmp_path / 'phone.mp4'
+    with av.open(str(path), 'w', format='mp4') as out:
+        stream = out.add_stream('libx264', rate=30)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, 'yuv420p'
+        stream.set_display_rotation(90)
+        for _ in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')))
+        out.mux(stream.encode())
+    frames = list(track.Frames(str(path)))
+    assert frames[0].shape == (160, 120, 3)  # was: tracked unrotated, 120 x 160
+    np.testing.assert_allclose(frames[0].astype(float), np.rot90(image).astype(float), atol=40)
+    assert 'rotation tag (90 degrees)' in capsys.readouterr().err
+
+
+def test_image_folders_of_mixed_sizes_are_refused_and_16_bit_pngs_are_read_right(world, tmp_path):
+    mixed = tmp_path / 'mixed'
+    mixed.mkdir()
+    Image.fromarray(world['clip'].frame(0)).save(mixed / '0001.jpg')
+    Image.fromarray(world['clip'].frame(1)).resize((80, 60)).save(mixed / '0002.jpg')
+    with pytest.raises(SystemExit, match=r'mixes frame sizes \(0001.jpg is 160x120, 0002.jpg is 80x60\)'):
+        track.Frames(str(mixed))
+    deep = tmp_path / 'png16'
+    deep.mkdir()
+    gray = world['clip'].frame(0)[..., 1]
+    Image.fromarray(gray.astype(np.uint16) * 257).save(deep / '0001.png')  # 16-bit grayscale
+    frame = next(iter(track.Frames(str(deep))))
+    assert frame.dtype == np.uint8 and frame.shape == (120, 160, 3)
+    np.testing.assert_array_equal(frame[..., 0], gray)  # was: a white frame
+
+
+@pytest.mark.parametrize('sig, message', [('SIGTERM', None), ('SIGINT', 'stopped (Ctrl-C)')])
+def test_a_signal_while_tracking_leaves_no_tmp(world, tmp_path, sig, message):
+    import signal
+    import time
+    clip = synthetic_clip(5, length=300, size=(160, 120))
+    video = tmp_path / 'long.mp4'
+    write_mp4(str(video), (clip.frame(i) for i in range(300)))
+    out = tmp_path / 'out.mp4'
+    env = {k: v for k, v in os.environ.items() if k not in ('DISPLAY', 'WAYLAND_DISPLAY')}
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, 'track.py'), str(video), '--weights', str(world['weights']),
+                          '--init', ','.join(f'{v:g}' for v in clip.boxes[0]), '--out', str(out)],
+                         stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while not (tmp_path / 'out.mp4.tmp').exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(getattr(signal, sig))
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode != 0 and 'Traceback' not in err, err
+    assert not (tmp_path / 'out.mp4.tmp').exists() and not out.exists()
+    if message:
+        assert message in err
