@@ -1,9 +1,11 @@
 """What the notebooks share: `where(f)` prints the live file, line and source of a project function;
 `train_run` and `evaluate_synthetic` run train.py and evaluate.py in fresh processes; `rel` and `tidy`
-keep this machine's absolute paths out of the saved outputs."""
+keep this machine's absolute paths out of the saved outputs; `contrast`, `verdict` and `ema` are how
+notebooks 02 and 03 read their seeds (tested in tests/test_notebooks.py)."""
 import csv
 import inspect
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -12,6 +14,48 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
+
+
+def mean_se(values):
+    """-> (mean, standard error of the mean) of a flat list of numbers (s.e. 0 for a single value)."""
+    values = [float(v) for v in values]
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var / n)
+
+
+def contrast(a, b):
+    """Two variants measured on the same cells: a[s][c], b[s][c] for seed s (one training run each) and
+    cell c (a held-out clip; or a single number per seed). -> dict(diff, se, n, per_seed, resolved):
+    diff: the mean of a - b over every (seed, cell); se: its standard error over those cells;
+    per_seed: each seed's mean difference; resolved: |diff| > 2 se AND every seed's difference has
+    diff's sign (each seed is an independent training run, so one lucky seed cannot carry it)."""
+    if len(a) != len(b) or any(len(x) != len(y) for x, y in zip(a, b)):
+        raise ValueError("contrast: a and b must hold the same seeds and cells")
+    cells = [[float(x) - float(y) for x, y in zip(xs, ys)] for xs, ys in zip(a, b)]
+    diff, se = mean_se([d for seed in cells for d in seed])
+    per_seed = [sum(seed) / len(seed) for seed in cells]
+    resolved = len(per_seed) > 1 and abs(diff) > 2 * se and all(d * diff > 0 for d in per_seed)
+    return dict(diff=diff, se=se, n=sum(map(len, cells)), per_seed=per_seed, resolved=resolved)
+
+
+def verdict(c, paper_sign):
+    """A `contrast` against the paper's direction (+1: a above b, -1: below) ->
+    'reproduced', 'contradicted' or 'not resolved'."""
+    if not c['resolved']:
+        return 'not resolved'
+    return 'reproduced' if c['diff'] * paper_sign > 0 else 'contradicted'
+
+
+def ema(values, smoothing=0.9):
+    """A training curve's smoothing (TensorBoard's): an exponential moving average, debiased so that
+    the first values are not pulled towards 0."""
+    out, avg = [], 0.0
+    for k, v in enumerate(values, 1):
+        avg = smoothing * avg + (1 - smoothing) * float(v)
+        out.append(avg / (1 - smoothing ** k))
+    return out
 
 
 def where(obj, show=True):

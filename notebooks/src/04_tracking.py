@@ -94,13 +94,16 @@ checks['weights'], checks['how_trained'] = rel(weights), how_trained(weights)
 # `track.Tracker.init` crops the template (area factor 2) and builds the foreground mask of the
 # template tokens (`lorat.template_fg_mask`, notebook 02). `track.Tracker.update`, per frame:
 #
-# 1. search window: a square of area factor 4 around the previous box (`track.Tracker.search_window`,
-#    `data.crop_window`), padded with the template image's mean;
+# 1. search window: a square of area factor 4 around the kept box (`track.Tracker.search_params`,
+#    `data.crop_params`), cut by the authors' crop (`data.crop`: whole-pixel regions, bilinear without
+#    antialiasing, float), padded with the template frame's per-channel mean;
 # 2. forward: score logits (H, W) and one box per cell;
 # 3. $s = \sigma(\text{logit})$, $s' = 0.55\,s + 0.45\,\mathrm{hann}$ with hann the outer product of two
 #    symmetric Hanning windows (`track.HANN_WEIGHT`, `self.hann`): a prior that the target moved little;
 # 4. the cell with the highest $s'$ gives the box, mapped back through the crop (`data.box_from_crop`)
-#    and clipped to the image; the reported confidence is $s$ there. The box is the next search center.
+#    through the crop's adjusted parameters and clipped to the image: the frame's result; the reported
+#    confidence is $s$ there. The result is also the next search center (the kept box), unless it is
+#    empty — the target left the view — when the previous kept box stays.
 
 # %%
 where(track.Tracker.update)
@@ -161,14 +164,15 @@ fig, axes = plt.subplots(len(rows), 3, figsize=(9.5, 3.1 * len(rows)))
 for row, i in zip(np.atleast_2d(axes), rows):
     m = maps[i]
     S, g = cfg.search_size, cfg.search_grid
-    row[0].imshow(data.crop_image(m['frame'], m['window'], S))
+    s, t = m['params']  # the search crop's adjusted parameters
+    row[0].imshow(data.crop(data.as_tensor(m['frame']), s, t, S, tracker.fill)[0].permute(1, 2, 0).round().byte().numpy())
     x, y, w, h = boxes[i]
-    b = data.box_to_crop([x, y, x + w, y + h], m['window'], S)
+    b = data.box_to_crop([x, y, x + w, y + h], s, t)
     row[0].add_patch(patches.Rectangle(b[:2], b[2] - b[0], b[3] - b[1], fill=False, color='red', lw=2))
     row[0].set_title(f'frame {i}: search crop')
     for ax, key, title in [(row[1], 'score_map', 's = sigmoid(logit)'), (row[2], 'blended', "s' = 0.55 s + 0.45 hann")]:
-        im = ax.imshow(m[key], cmap='magma', vmin=0, vmax=1)
-        r, c = divmod(int(np.argmax(m[key])), g)
+        im = ax.imshow(m[key].cpu().numpy(), cmap='magma', vmin=0, vmax=1)
+        r, c = divmod(int(m[key].argmax()), g)
         ax.plot(c, r, 'c+', ms=14, mew=2)
         ax.set_title(title)
     for ax in row:
