@@ -159,6 +159,10 @@ class LoRA(nn.Module):
         matmuls cost r * (in + out) per token instead of in * out."""
         return F.linear(self.dropout(x) if self.dropout.p else x, self.A)
 
+    def forward(self, x):
+        """The update on its own, the formula as written; Linear and FusedQKV fuse it into the frozen layer."""
+        return F.linear(self.down(x), self.B) * self.scale  # (..., out)
+
     def delta_weight(self):
         return (self.B.float() @ self.A.float()) * self.scale  # (out, in), fp32 for an exact merge
 

@@ -73,6 +73,16 @@ def test_lora_inits():
     assert classic.B.abs().sum() == 0 and classic.A.abs().sum() > 0
 
 
+def test_lora_module_is_the_formula_and_the_fused_layer_adds_it():
+    torch.manual_seed(0)
+    layer = lorat.Linear(24, 40)
+    layer.add_lora(r=4, alpha=8)
+    x = torch.randn(3, 5, 24)
+    delta = layer.lora(x)  # the module alone: x A^T B^T alpha / r
+    torch.testing.assert_close(delta, x @ layer.lora.A.T @ layer.lora.B.T * 2.0, atol=1e-6, rtol=0)
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias) + delta, atol=1e-6, rtol=0)
+
+
 def test_fused_qkv_has_three_adapters_and_merges():
     torch.manual_seed(0)
     qkv = lorat.FusedQKV(32, 96)
