@@ -49,7 +49,7 @@ def build(src):
     return nb
 
 
-def execute(nb, quick=False, timeout=1800, env=None):
+def execute(nb, quick=False, timeout=3600, env=None):
     """Run a notebook top to bottom in a fresh python3 kernel started in notebooks/ (LORAT_QUICK=1 when quick)."""
     from nbclient import NotebookClient
     saved = dict(os.environ)
