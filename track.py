@@ -25,9 +25,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import lorat
-from data import rgb_image
 from data import (as_tensor, box_from_crop, box_lines, box_to_crop, crop, crop_params, curve_scores, image_mean,
-                  open_dataset, standardize_crops, sequence_curves, synthetic_clip, write_mp4, write_text_atomic)
+                  open_dataset, rgb_image, standardize_crops, sequence_curves, synthetic_clip, write_mp4,
+                  write_text_atomic)
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 MIN_SIZE = 10  # px: the kept box's w and h are widened to >= 10 about its center before the search crop
@@ -249,11 +249,11 @@ def parse_box(text):
 
 
 def check_inside(box, frame):
-    H, W = frame.shape[:2]
-    x, y, w, h = box
-    if x >= W or y >= H or x + w <= 0 or y + h <= 0:
-        raise SystemExit(f"error: --init {','.join(f'{v:g}' for v in box)} lies outside the {W}x{H} first frame: "
-                         f"give x,y,w,h inside it")
+    """check_box, for the command line's first box: its error names --init."""
+    try:
+        check_box(box, frame)
+    except ValueError as e:
+        raise SystemExit(f"error: --init: {e}") from None
     return box
 
 
