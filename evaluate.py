@@ -1,10 +1,10 @@
 """
-Evaluate LoRAT on tracking benchmarks the way the papers do (one-pass evaluation, OPE).
+Evaluate LoRAT on tracking datasets the way the papers do (one-pass evaluation, OPE), and time it.
 
-    python evaluate.py run --dataset lasot --root /data/LaSOT --weights runs/latest/export.pt
+    python evaluate.py run --dataset lasot --root /data/LaSOT --weights runs/$(cat runs/latest)/export.pt
     python evaluate.py score --dataset lasot --root /data/LaSOT --results results/A results/B
     python evaluate.py pack --dataset got10k_test --results results/A     # the server's zip
-    python evaluate.py efficiency --device cuda --sizes B,L,g --res 224,378
+    python evaluate.py efficiency --device cuda --sizes B,L,g --res 224,378   # the speed test
 
 `score` reads result folders (one `x,y,w,h` line per frame per sequence, pytracking's format; ours
 or anyone's published raw results) and the ground truth (annotation files only, never an image), and
@@ -16,7 +16,11 @@ rules of the official got10k toolkit. Every rule is written down where it is app
 or CPU), skips sequences that already have a result (so a killed run resumes), then scores or packs.
 Its result folder records the weights that made it (model.json: path and sha256) and refuses another
 model's (--retrack replaces them); by default it is results/<model>-<sha256[:8]>_<dataset>.
-`efficiency` prints the paper's inference-efficiency table for this implementation.
+(runs/latest holds the name of train.py's newest run; its merged model is runs/<name>/export.pt.)
+
+`efficiency` is the project's speed test: the paper's inference-efficiency table for this implementation
+(params, MACs, forward fps), the tracker's fps end to end on a video, and the training data pipeline's
+samples per second. (`train.py --benchmark` times training steps: LoRA against full fine-tuning.)
 """
 import argparse
 import csv
@@ -34,10 +38,10 @@ import torch
 
 import data
 import lorat
-# the OPE metrics (pytracking's analysis rules) live in data.py, since track.py's demo scores with them and
-# must not import this file; their names stay importable from here
-from data import (CENTER_THRESHOLDS, LASOT_RULES, NORM_THRESHOLDS, OP50, OP75, PRECISION_AT, SUCCESS_THRESHOLDS,  # noqa: F401
-                  center_error, clean_results, curve_scores, iou_pytracking, sequence_curves, sequence_errors)
+import synthetic
+# the OPE metrics (pytracking's analysis rules) are metrics.py; their names stay importable from here
+from metrics import (CENTER_THRESHOLDS, LASOT_RULES, NORM_THRESHOLDS, OP50, OP75, PRECISION_AT, SUCCESS_THRESHOLDS,  # noqa: F401
+                     center_error, clean_results, curve_scores, iou_pytracking, sequence_curves, sequence_errors)
 
 # -----------------------------------------------------------------------------
 # GOT-10k val: the official got10k toolkit's rules
@@ -247,7 +251,7 @@ def score_tracker(folder, sequences, dataset, split, skip_missing=False):
 
 
 def held_and_tightness(pred, gt, visible, dataset):
-    """Where a sequence's score is lost, not a benchmark figure: `held` is the share of its valid frames
+    """Where a sequence's score is lost, not a figure the papers report: `held` is the share of its valid frames
     whose predicted box center lies inside the true box (the tracker is on the target), `iou_held` the
     mean IoU over those frames (how tight its box is there). A low AUC with a high `held` is loose
     boxes; with a low `held`, a lost target."""
@@ -400,7 +404,7 @@ def print_table(results, as_json=False):
 
 
 # -----------------------------------------------------------------------------
-# Server files: GOT-10k test and TrackingNet test are scored by the benchmarks' servers
+# Server files: GOT-10k test and TrackingNet test are scored by their evaluation servers
 
 
 def got10k_files(name, boxes, times):
@@ -503,7 +507,6 @@ SAME_MODEL = ('weights_sha256', 'backbone_sha256', 'res', 'dtype')
 
 def model_record(weights, backbone=None, res=None, dtype=None):
     """The weights (and backbone) by absolute path and sha256, the resolution and the dtype: what makes results."""
-    import lorat
     record = {'weights': str(Path(weights).resolve()), 'weights_sha256': lorat.file_sha256(weights)}
     if backbone:
         record.update(backbone=str(Path(backbone).resolve()), backbone_sha256=lorat.file_sha256(backbone))
@@ -579,12 +582,12 @@ class TrackerFactory:
 
     def __call__(self, device):
         import track
-        dtype = self.dtype or track.default_dtype(device)
+        dtype = self.dtype or lorat.default_dtype(device, training=False)
         return track.load_tracker(self.weights, device, dtype, self.backbone, self.res)
 
 
 def open_sequences(dataset, root=None, split=None, num=None, length=None, limit=None, partial=False):
-    """The sequences of a benchmark (annotations only). `num`/`length` size the synthetic set;
+    """The sequences of a dataset (annotations only). `num`/`length` size the synthetic set;
     `limit` keeps the first N sequences (a quick look); `partial`: the ones present of a partial dataset."""
     options = {k: v for k, v in (('num', num), ('length', length)) if v is not None}
     try:
@@ -595,30 +598,8 @@ def open_sequences(dataset, root=None, split=None, num=None, length=None, limit=
     return seqs[:limit] if limit else seqs
 
 
-def eta_text(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class Progress:
-    """`[k/N] seq  frames  fps  ETA` per finished sequence, the ETA from frames done per second."""
-
-    def __init__(self, seqs):
-        self.total_frames = sum(len(s) for s in seqs)
-        self.n, self.done, self.frames = len(seqs), 0, 0
-        self.start = time.perf_counter()
-
-    def update(self, name, frames, seconds):
-        self.done += 1
-        self.frames += frames
-        rate = self.frames / (time.perf_counter() - self.start)
-        left = (self.total_frames - self.frames) / max(rate, 1e-9)
-        print(f"[{self.done}/{self.n}] {name}: {frames} frames, {frames / max(seconds, 1e-9):.1f} fps tracking, "
-              f"ETA {eta_text(left)}", file=sys.stderr, flush=True)
-
-
-def run_benchmark(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',)):
-    """Track every sequence without a result yet; -> names tracked now.
+def track_all(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',)):
+    """Track every sequence without a result yet, printing a line with the ETA after each; -> names tracked now.
     workers <= 1: in this process (`make_tracker(device)` may be any callable, e.g. a fake in tests).
     workers > 1: that many spawned processes, devices handed out round-robin; `spec` (the
     open_sequences arguments) lets each worker reopen the dataset, as sequences do not pickle."""
@@ -627,13 +608,14 @@ def run_benchmark(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',
     if len(todo) < len(seqs):
         print(f"resuming: {len(seqs) - len(todo)} of {len(seqs)} sequences already have results in {out}",
               file=sys.stderr)
-    progress = Progress(todo)
+    import track  # its progress lines; not at the top, so that `score` works without track.py
+    progress = track.Progress(sum(len(s) for s in todo), len(todo))
     if workers <= 1 or len(todo) <= 1:
         tracker = make_tracker(devices[0]) if todo else None
         for seq in todo:
             boxes, times = track_sequence(tracker, seq)
             write_sequence_result(out, seq.name, boxes, times, seq.dataset)
-            progress.update(seq.name, len(seq), float(times.sum()))
+            progress.finished(seq.name, len(seq), float(times.sum()))
         return [s.name for s in todo]
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -641,26 +623,40 @@ def run_benchmark(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',
     queue = ctx.Queue()
     for k in range(workers):
         queue.put(devices[k % len(devices)])
-    import lorat
     threads = max(1, lorat.available_cpus() // workers)  # the job's CPU affinity, not the machine's cores
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
                                 initargs=(dict(spec, threads=threads), make_tracker, queue)) as pool:
         futures = [pool.submit(worker_track, s.name, str(out)) for s in todo]
         for f in cf.as_completed(futures):
-            progress.update(*f.result())
+            progress.finished(*f.result())
     return [s.name for s in todo]
 
 
 def available_devices(device):
     """'cuda' -> every visible GPU (workers take them round-robin); else the one device, checked (one line)."""
-    import lorat
     if device == 'cuda' and torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return [lorat.resolve_device(device)]
 
 
 # -----------------------------------------------------------------------------
-# efficiency: the paper's inference-efficiency table for this implementation
+# efficiency, the one speed test: the paper's inference-efficiency table for this implementation (params,
+# MACs, forward fps), the tracker end to end on a video, the training data pipeline
+
+
+def median_seconds(fn, device='cpu', warmup=10, iters=50):
+    """The median seconds of `fn()` over `iters` timed calls, after `warmup` untimed ones. On a GPU each call
+    is synchronized before and after: kernels run asynchronously, and the clock would stop at their launch."""
+    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
+    times = []
+    for k in range(warmup + iters):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def best_dtype(device):
@@ -690,31 +686,18 @@ def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
     """Forward passes per second, batch 1, LoRA merged (no latency cost), the device's best dtype;
     warm-up first, then the median over `iters` timed passes. 'OOM' when it does not fit.
     compile: torch.compile'd (compile_for_inference); returns (fps, max difference to eager)."""
-    import lorat
     dtype = best_dtype(device)
-    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
     model = None
     try:
         with torch.device(device):  # initialized where it runs: a ViT-g drawn on the CPU takes minutes
             model = lorat.build_model(size, res).merge().eval().to(dtype=dtype)
-        cfg = model.cfg
-        z = torch.randn(1, 3, cfg.template_size, cfg.template_size, device=device, dtype=dtype)
-        x = torch.randn(1, 3, cfg.search_size, cfg.search_size, device=device, dtype=dtype)
-        z_mask = torch.zeros(1, cfg.template_grid, cfg.template_grid, dtype=torch.long, device=device)
+        inputs = lorat.example_inputs(model.cfg, 1, device, dtype)
         forward, diff = model, None
         if compile:
             forward = compile_for_inference(model, device)
-            diff = compiled_max_diff(model, forward, (z, x, z_mask))  # the first call compiles
-        times = []
+            diff = compiled_max_diff(model, forward, inputs)  # the first call compiles
         with torch.inference_mode():
-            for k in range(warmup + iters):
-                sync()
-                start = time.perf_counter()
-                forward(z, x, z_mask)
-                sync()
-                if k >= warmup:
-                    times.append(time.perf_counter() - start)
-        fps = 1.0 / float(np.median(times))
+            fps = 1.0 / median_seconds(lambda: forward(*inputs), device, warmup, iters)
         return (fps, diff) if compile else fps
     except (torch.OutOfMemoryError, MemoryError):
         return 'OOM'
@@ -731,7 +714,6 @@ def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
 def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, compile=False):
     """Rows of the table: our params (training total, LoRA, head; after merging), MACs, fps, and the
     paper's params / MACs / fps beside them."""
-    import lorat
     rows = []
     for size in sizes:
         for res in resolutions:
@@ -748,6 +730,80 @@ def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, 
                 row['device'] = torch.cuda.get_device_name(device) if str(device).startswith('cuda') else 'cpu'
             rows.append(row)
     return rows
+
+
+TRACKING_MODELS = [('T', 112, 'fp32'), ('T', 112, 'bf16'), ('B', 224, 'fp32'), ('B', 224, 'bf16')]
+VIDEO_SIZE = (640, 360)
+
+
+def time_forward(model, device):
+    """A list whose first item accumulates the seconds spent inside model.forward (hooks; synchronized on a GPU)."""
+    spent = [0.0]
+    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
+
+    def before(*_):
+        sync()
+        spent.append(time.perf_counter())
+
+    def after(*_):
+        sync()
+        spent[0] += time.perf_counter() - spent.pop()
+    model.register_forward_pre_hook(before)
+    model.register_forward_hook(after)
+    return spent
+
+
+def tracking_speed(device='cpu', frames=20, models=TRACKING_MODELS):
+    """track.py end to end (decode, crop, forward, box, draw, encode) on a 640x360 synthetic mp4 of `frames`
+    frames, random weights: fps, the forward's milliseconds a frame and the share of time outside it."""
+    import tempfile
+    import track
+    clip = synthetic.synthetic_clip(0, length=max(frames, 2), size=VIDEO_SIZE)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = os.path.join(tmp, 'clip.mp4')
+        data.write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
+        for size, res, dtype in models:
+            tracker = track.Tracker(lorat.build_model(size, res, lora_rank=0), device, track.DTYPES[dtype])
+            tracker.init(clip.frame(0), clip.boxes[0])
+            tracker.update(clip.frame(1))  # warm-up: kernel selection, allocator
+            spent = time_forward(tracker.model, device)
+            boxes, _, seconds = track.track(tracker, track.Frames(video), os.path.join(tmp, 'out.mp4'),
+                                            init=clip.boxes[0], progress=False)
+            rows.append({'model': f"{size}-{res}", 'dtype': dtype, 'frames': len(boxes), 'fps': len(boxes) / seconds,
+                         'forward_ms': spent[0] / (len(boxes) - 1) * 1e3, 'outside_forward': 1 - spent[0] / seconds})
+    return rows
+
+
+def print_tracking_speed(rows, device):
+    print(f"\ntracking end to end (track.py: decode, crop, forward, box, draw, encode): {rows[0]['frames']} frames "
+          f"{VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}, random weights, {device}, {torch.get_num_threads()} threads")
+    for r in rows:
+        print(f"{r['model']} {r['dtype']}: {r['fps']:6.1f} fps, forward {r['forward_ms']:7.1f} ms, "
+              f"outside the forward {r['outside_forward'] * 100:4.1f}% of the time")
+
+
+DATA_CROPS = [(56, 112, 4.0), (112, 224, 4.0)]  # template px, search px, search area factor: T-112's and B-224's
+
+
+def data_speed(samples=640, workers=(0,), clips=32):
+    """Training pairs per second (data.pipeline_speed: sample, crop, augment, standardize, batch) of the default
+    training data, synthetic clips and stills 3:1, at T-112's and B-224's crops. The `clips` clips are made
+    and annotated first, as a run does once: what is timed is the steady state."""
+    clips = data.open_dataset('synthetic', split='train', num=clips)
+    for clip in clips:
+        clip.boxes  # made and annotated before the clock starts
+    sets = [clips, data.open_dataset('synthetic_stills')]
+    return [{'crops': f"{template_size}/{search_size}", 'workers': w,
+             'samples_per_s': data.pipeline_speed(sets, [3, 1], template_size, search_size, factor, samples, w)}
+            for template_size, search_size, factor in DATA_CROPS for w in workers]
+
+
+def print_data_speed(rows):
+    print(f"\ntraining data pipeline: synthetic clips and stills 3:1, with augmentation, batch 32, "
+          f"{torch.get_num_threads()} threads")
+    for r in rows:
+        print(f"crops {r['crops']:>7}, {r['workers']} loader workers: {r['samples_per_s']:7.0f} samples/s")
 
 
 def print_efficiency(rows):
@@ -768,6 +824,38 @@ def print_efficiency(rows):
         print(f"fps: batch 1, merged LoRA, {rows[0]['dtype']} on {rows[0]['device']}; the paper's on an 80 GB GPU")
 
 
+SPEED_PARTS = ('model', 'tracking', 'data')
+
+
+def speed_part(text):
+    if text not in SPEED_PARTS:
+        raise argparse.ArgumentTypeError(f"unknown part {text!r}: choose from {', '.join(SPEED_PARTS)}")
+    return text
+
+
+def speed_test(args):
+    """`efficiency`: the parts asked for, each printed as soon as it is measured (or all as JSON at the end)."""
+    device = available_devices(args.device)[0]
+    gpu = device.startswith('cuda')
+    warmup = args.warmup if args.warmup is not None else (10 if gpu else 2)
+    iters = args.iters if args.iters is not None else (50 if gpu else 5)
+    measure = {'model': lambda: efficiency(args.sizes, args.res, device, not args.no_fps, warmup, iters, args.compile),
+               'tracking': lambda: tracking_speed(device, args.frames), 'data': lambda: data_speed(args.samples)}
+    show = {'model': print_efficiency, 'tracking': lambda rows: print_tracking_speed(rows, device), 'data': print_data_speed}
+    tables = {}
+    try:
+        for part in SPEED_PARTS:
+            if part in (['model'] if args.no_fps else args.parts):
+                tables[part] = measure[part]()
+                if not args.json:
+                    show[part](tables[part])
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.json:
+        print(json.dumps(tables, indent=1))
+    return tables
+
+
 # -----------------------------------------------------------------------------
 # Command line
 
@@ -775,12 +863,12 @@ DATASETS = ['lasot', 'lasot_ext', 'got10k_val', 'got10k_test', 'trackingnet', 't
 
 
 def is_server_only(dataset, split):
-    """Test splits whose ground truth is withheld: their results go to the benchmark's server."""
+    """Test splits whose ground truth is withheld: their results go to the dataset's evaluation server."""
     return dataset == 'got10k_test' or (dataset == 'trackingnet' and split in (None, 'test', 'TEST'))
 
 
 def dataset_split(dataset, split):
-    """Benchmark defaults: LaSOT's 280-sequence test split, TrackingNet's TEST, synthetic 'test';
+    """The split evaluated by default: LaSOT's 280-sequence test split, TrackingNet's TEST, synthetic 'test';
     'all' = every sequence present under the root."""
     if split == 'all':
         return None
@@ -792,7 +880,7 @@ def dataset_split(dataset, split):
 def add_dataset_args(p):
     p.add_argument('--dataset', required=True, choices=DATASETS)
     p.add_argument('--root', '--data-root', dest='root', help="the dataset's folder (or a data root holding it; else $LORAT_DATA)")
-    p.add_argument('--split', help="override the benchmark split (default lasot: test, trackingnet: test, synthetic: test; "
+    p.add_argument('--split', help="the split to evaluate (default lasot: test, trackingnet: test, synthetic: test; "
                    "'all': every sequence under --root)")
     p.add_argument('--num', type=lorat.positive_int, help="synthetic: number of sequences")
     p.add_argument('--length', type=lorat.positive_int, help="synthetic: frames per sequence")
@@ -832,41 +920,38 @@ def parse_args(argv=None):
     add_dataset_args(p)
     p.add_argument('--results', required=True, help="the result folder")
 
-    p = sub.add_parser('efficiency', help="the paper's inference-efficiency table")
-    p.add_argument('--sizes', type=lorat.csv_of(lorat.size_name, 'model sizes, comma-separated'), default=['B', 'L', 'g'])
-    p.add_argument('--res', type=lorat.csv_of(lorat.resolution, 'resolutions, comma-separated'), default=[224, 378])
-    p.add_argument('--device', default='cpu')
-    p.add_argument('--no-fps', action='store_true', help="params and MACs only (no timing)")
+    p = sub.add_parser('efficiency', help="the speed test: the paper's inference-efficiency table, tracking fps end to "
+                                          "end, the training data pipeline's samples/s")
+    p.add_argument('--parts', type=lorat.csv_of(speed_part, f"parts of {','.join(SPEED_PARTS)}, comma-separated"),
+                   default=list(SPEED_PARTS), help=f"what to measure (default all: {','.join(SPEED_PARTS)})")
+    p.add_argument('--sizes', type=lorat.csv_of(lorat.size_name, 'model sizes, comma-separated'), default=['B', 'L', 'g'],
+                   help="model table: sizes (default B,L,g)")
+    p.add_argument('--res', type=lorat.csv_of(lorat.resolution, 'resolutions, comma-separated'), default=[224, 378],
+                   help="model table: resolutions (default 224,378)")
+    p.add_argument('--device', default='cpu', help="cpu, cuda or cuda:N (the data pipeline runs on the CPU)")
+    p.add_argument('--no-fps', action='store_true', help="the model table's params and MACs only (no timing at all)")
     p.add_argument('--compile', action='store_true', help="also time torch.compile'd inference (CUDA graphs on a "
                    "GPU) and print its largest difference to eager")
-    p.add_argument('--warmup', type=lorat.nonneg_int, help="untimed passes first (default 10 on a GPU, 2 on a CPU)")
-    p.add_argument('--iters', type=lorat.positive_int, help="timed passes, the median is reported (default 50 GPU, 5 CPU)")
-    p.add_argument('--json', action='store_true')
+    p.add_argument('--warmup', type=lorat.nonneg_int, help="model table: untimed passes first (default 10 on a GPU, 2 on a CPU)")
+    p.add_argument('--iters', type=lorat.positive_int, help="model table: timed passes, the median is reported (default 50 GPU, 5 CPU)")
+    p.add_argument('--frames', type=lorat.positive_int, default=20, help="tracking: frames of the 640x360 clip (default 20)")
+    p.add_argument('--samples', type=lorat.positive_int, default=640, help="data pipeline: pairs per measurement (default 640)")
+    p.add_argument('--json', action='store_true', help="machine-readable output: {part: rows}")
     return parser.parse_args(argv)
 
 
+@lorat.main_errors()  # a file that cannot be read or written, a bad annotation: one line
 def main(argv=None):
     args = parse_args(argv)
     try:
         return command(args)
-    except (ValueError, OSError) as e:  # a file that cannot be read or written, a bad annotation: one line
-        raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:
         raise SystemExit("stopped (Ctrl-C): finished sequences keep their results; the same command resumes") from None
 
 
 def command(args):
     if args.command == 'efficiency':
-        device = available_devices(args.device)[0]
-        gpu = device.startswith('cuda')
-        warmup = args.warmup if args.warmup is not None else (10 if gpu else 2)
-        iters = args.iters if args.iters is not None else (50 if gpu else 5)
-        try:
-            rows = efficiency(args.sizes, args.res, device, not args.no_fps, warmup, iters, args.compile)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
-        print(json.dumps(rows, indent=1)) if args.json else print_efficiency(rows)
-        return rows
+        return speed_test(args)
 
     split = dataset_split(args.dataset, args.split)
     spec = dict(dataset=args.dataset, root=args.root, split=split, num=args.num, length=args.length, limit=args.limit,
@@ -888,16 +973,15 @@ def command(args):
         raise SystemExit(f"error: --backbone {args.backbone} not found: pass the DINOv2 file the weights were trained on")
     kind, _, detail = lorat.identify_weights(args.weights)  # a wrong kind of file: one line, before any worker starts
     if kind not in ('export', 'checkpoint', 'release'):
-        raise SystemExit(lorat.wrong_weights(args.weights, kind, detail, '--weights', 'tracker'))
+        raise ValueError(lorat.wrong_weights(args.weights, kind, detail, '--weights', 'tracker'))
     for seq in seqs:  # the boxes against the frames, before hours of tracking: one line naming the sequence
         seq.check(first_box=True)
     devices = available_devices(args.device)
-    import track
-    record = model_record(args.weights, args.backbone, args.res, args.dtype or track.default_dtype(devices[0]))
+    record = model_record(args.weights, args.backbone, args.res, args.dtype or lorat.default_dtype(devices[0], training=False))
     out = Path(args.out) if args.out else default_result_folder(record, args.dataset)
     claim_result_folder(out, record, args.retrack, [s.name for s in seqs])
     print(f"results: {out}", file=sys.stderr)
-    run_benchmark(seqs, out, TrackerFactory(args.weights, args.dtype, args.backbone, args.res),
+    track_all(seqs, out, TrackerFactory(args.weights, args.dtype, args.backbone, args.res),
                   args.workers, spec, devices)
     if is_server_only(args.dataset, split):
         print(f"server file: {pack(args.dataset, out, seqs)}")

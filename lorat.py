@@ -15,7 +15,6 @@ the official LoRAT release's for what is trained (`blocks.0.attn.qkv.q.lora.A`, 
 
     python lorat.py --size B --res 224      # the model card: params and MACs
     python lorat.py --all                   # the paper's efficiency table for B/L/g x 224/378
-    python lorat.py --benchmark             # CPU forward speed against the matmul ceiling
 """
 import argparse
 import contextlib
@@ -26,9 +25,9 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -38,18 +37,28 @@ from torch.utils.checkpoint import checkpoint
 # -----------------------------------------------------------------------------
 # Model sizes and resolutions
 
-# size -> (dim, depth, num_heads, ffn, drop_path). B/L/g are DINOv2's ViT-B/L/g-14 (LoRAT's sizes), S is
-# DINOv2's ViT-S/14, T is this project's own: small enough to train from scratch on a laptop CPU.
+class Size(NamedTuple):
+    """A model size: the ViT's shape and the defaults that go with it (names are ModelConfig's fields)."""
+    dim: int
+    depth: int
+    num_heads: int
+    ffn: str
+    drop_path: float
+    lora_rank: int  # the paper's 64; 16 for T, whose layers are only 128 wide
+
+
+# B/L/g are DINOv2's ViT-B/L/g-14 (LoRAT's sizes), S is DINOv2's ViT-S/14, T is this project's own: small
+# enough to train from scratch on a laptop CPU.
 SIZES = {
-    'T': (128, 4, 4, 'mlp', 0.0),
-    'S': (384, 12, 6, 'mlp', 0.0),
-    'B': (768, 12, 12, 'mlp', 0.0),
-    'L': (1024, 24, 16, 'mlp', 0.1),
-    'g': (1536, 40, 24, 'swiglu', 0.4),
+    'T': Size(dim=128, depth=4, num_heads=4, ffn='mlp', drop_path=0.0, lora_rank=16),
+    'S': Size(dim=384, depth=12, num_heads=6, ffn='mlp', drop_path=0.0, lora_rank=64),
+    'B': Size(dim=768, depth=12, num_heads=12, ffn='mlp', drop_path=0.0, lora_rank=64),
+    'L': Size(dim=1024, depth=24, num_heads=16, ffn='mlp', drop_path=0.1, lora_rank=64),
+    'g': Size(dim=1536, depth=40, num_heads=24, ffn='swiglu', drop_path=0.4, lora_rank=64),
 }
-# res -> (template px, search px, search area factor). 224 and 378 are the paper's; 112 is this
-# project's CPU resolution (the default of size T).
-RESOLUTIONS = {112: (56, 112, 4.0), 224: (112, 224, 4.0), 378: (196, 378, 5.0)}
+# res -> (template px, search px, search area factor). 224 and 378 are the paper's; 112, 140 and 168 are
+# this project's CPU resolutions (112: the default of size T).
+RESOLUTIONS = {112: (56, 112, 4.0), 140: (70, 140, 4.0), 168: (84, 168, 4.0), 224: (112, 224, 4.0), 378: (196, 378, 5.0)}
 DINOV2_URL = 'https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{s}14/dinov2_vit{s}14_pretrain.pth'
 DINOV2_GRID = 37  # DINOv2 was trained at 518 px: a 37x37 position grid
 # size T has no DINOv2: its backbone (pre-trained on the synthetic world, in DINOv2's layout) ships here
@@ -66,6 +75,7 @@ T_BACKBONE_SHA256 = '293f097416fb4c01e88a80189e1a312bac642eb885861734c3d31b3e774
 
 @dataclass
 class ModelConfig:
+    """Everything that builds a model; the defaults are size T's at 112 px (make_config fills in a size's)."""
     size: str = 'T'
     res: int = 112
     dim: int = 128
@@ -82,8 +92,8 @@ class ModelConfig:
     pos_emb: str = 'decoupled'   # 'decoupled' (LoRAT) or 'separate' (ablation 1)
     type_emb: bool = True        # token type embedding (ablation 3 without it)
     fg: bool = True              # foreground indicator inside the template (ablation 4 without it)
-    lora_rank: int = 64          # 0: no LoRA (training from scratch, full fine-tuning, merged export)
-    lora_alpha: float = 64.0
+    lora_rank: int = 16          # the size's (SIZES); 0: no LoRA (from scratch, full fine-tuning, merged export)
+    lora_alpha: float = 64.0     # the update is scaled by lora_alpha / lora_rank
     lora_init: str = 'bert'      # 'bert': A, B ~ trunc-normal(0.02) (official); 'lora': kaiming A, zero B
     lora_dropout: float = 0.0
 
@@ -109,10 +119,8 @@ def make_config(size='T', res=None, **overrides):
     res = (112 if size == 'T' else 224) if res is None else int(res)
     if res not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {res}: choose one of {', '.join(map(str, RESOLUTIONS))}")
-    dim, depth, heads, ffn, drop_path = SIZES[size]
     template_size, search_size, search_factor = RESOLUTIONS[res]
-    cfg = ModelConfig(size=size, res=res, dim=dim, depth=depth, num_heads=heads, ffn=ffn,
-                      drop_path=drop_path, template_size=template_size, search_size=search_size,
+    cfg = ModelConfig(size=size, res=res, **SIZES[size]._asdict(), template_size=template_size, search_size=search_size,
                       search_factor=search_factor)
     unknown = set(overrides) - {f.name for f in fields(ModelConfig)}
     if unknown:
@@ -428,6 +436,9 @@ class LoRAT(nn.Module):
     spatial grid (the search gets the whole grid, the template its top-left corner), so the pre-trained
     structure is untouched; what a token *is* comes from a learned token type: template background (0),
     template foreground (1) or search (2).
+
+    The two crops keep the paper's (and SiamFC's) names: `z` is the template, the target as the first frame
+    shows it, and `x` the search region, where it is looked for in the current frame.
     """
 
     def __init__(self, cfg, backbone_device=None):
@@ -473,7 +484,8 @@ class LoRAT(nn.Module):
         return torch.cat([z, x], dim=1)
 
     def forward(self, z, x, z_mask):
-        """z (B,3,Tz,Tz), x (B,3,Sx,Sx) normalized; z_mask (B,gz,gz) -> logits (B,H,W), boxes (B,H,W,4)."""
+        """Template z (B,3,Tz,Tz) and search region x (B,3,Sx,Sx), standardized; z_mask (B,gz,gz), 1 on the
+        template cells the target covers -> per search cell: score logits (B,H,W), boxes (B,H,W,4) normalized xyxy."""
         t = self.embed(z, x, z_mask)
         checkpointing = self.grad_checkpoint and self.training and torch.is_grad_enabled()
         for block in self.blocks:
@@ -651,12 +663,12 @@ def read_state_dict(path_or_url):
         try:
             return torch.hub.load_state_dict_from_url(path, map_location='cpu', weights_only=True)
         except Exception as e:  # no network, a proxy, a 404: all end here
-            raise SystemExit(f"error: cannot download {path} ({type(e).__name__}: {e}); "
-                             f"download it yourself and pass the local file") from None
+            raise OSError(f"cannot download {path} ({type(e).__name__}: {e}); "
+                          f"download it yourself and pass the local file") from None
     if os.path.isdir(path):
-        raise SystemExit(f"error: weights file {path} is a folder: give the file in it (e.g. {os.path.join(path, 'export.pt')})")
+        raise IsADirectoryError(f"weights file {path} is a folder: give the file in it (e.g. {os.path.join(path, 'export.pt')})")
     if not os.path.isfile(path):
-        raise SystemExit(f"error: weights file {path} does not exist: check the path")
+        raise FileNotFoundError(f"weights file {path} does not exist: check the path")
     if os.path.realpath(path) == os.path.realpath(SHIPPED_T_BACKBONE):
         check_shipped_hash(path)
     try:
@@ -671,7 +683,7 @@ def read_state_dict(path_or_url):
         # on the meta device takes them without a copy (a ViT-g is 4.5 GB, once per rank)
         sd = torch.load(path, map_location='cpu', weights_only=True, mmap=head[:2] == b'PK')
     except Exception as e:
-        raise SystemExit(f"error: cannot read weights file {path} ({type(e).__name__}): it is damaged, or not "
+        raise ValueError(f"cannot read weights file {path} ({type(e).__name__}): it is damaged, or not "
                          f"a PyTorch or safetensors checkpoint") from None
     return sd
 
@@ -700,7 +712,7 @@ def identify_weights(path_or_url):
             return 'other', sd, "it has a 'config' or 'model' entry but not both as dicts"
         unknown = sorted(set(config) - {f.name for f in fields(ModelConfig)})
         if unknown:
-            raise SystemExit(f"error: {path_or_url} was made by a newer version of this code (model options "
+            raise ValueError(f"{path_or_url} was made by a newer version of this code (model options "
                              f"{', '.join(unknown[:4])} are unknown here): update lorat, or use weights made by this version")
         return ('checkpoint' if 'optimizer' in sd else 'export'), sd, ''
     if not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -733,15 +745,15 @@ def wrong_weights(path, kind, detail, flag, role):
                'release': "give it as --weights (with its DINOv2 backbone as --backbone)",
                'other': "give a DINOv2-layout backbone (dinov2_vit{s,b,l,g}14_pretrain.pth, weights/lorat-T-backbone.pth)"}[kind]
     if kind == 'other':
-        return f"error: {flag} {path} is {what}: {fix}"
-    return f"error: {flag} {path} is {what}, not {'tracker weights' if role == 'tracker' else 'a backbone'}: {fix}"
+        return f"{flag} {path} is {what}: {fix}"
+    return f"{flag} {path} is {what}, not {'tracker weights' if role == 'tracker' else 'a backbone'}: {fix}"
 
 
 def read_backbone(path_or_url, flag='--backbone'):
     """A backbone state dict in DINOv2's layout; another kind of file is one line (wrong_weights)."""
     kind, sd, detail = identify_weights(path_or_url)
     if kind != 'backbone':
-        raise SystemExit(wrong_weights(path_or_url, kind, detail, flag, 'backbone'))
+        raise ValueError(wrong_weights(path_or_url, kind, detail, flag, 'backbone'))
     return sd
 
 
@@ -760,7 +772,7 @@ def check_shipped_hash(path):
     """The shipped T backbone is the file README.md's sha256 names (T_BACKBONE_SHA256); else one line."""
     found = cached_sha256(path)
     if found != T_BACKBONE_SHA256:
-        raise SystemExit(f"error: {path} is not the shipped T backbone (sha256 {found[:16]}..., expected "
+        raise ValueError(f"{path} is not the shipped T backbone (sha256 {found[:16]}..., expected "
                          f"{T_BACKBONE_SHA256[:16]}...): it was changed or damaged; restore it with "
                          f"`git checkout -- weights/lorat-T-backbone.pth`")
 
@@ -768,14 +780,14 @@ def check_shipped_hash(path):
 def check_t_backbone(path):
     """The shipped T backbone is there, readable and of size T; else one line: which file, how to rebuild."""
     if not os.path.isfile(path):
-        raise SystemExit(f"error: the shipped T backbone {path} is missing: {T_BACKBONE_REBUILD}")
+        raise FileNotFoundError(f"the shipped T backbone {path} is missing: {T_BACKBONE_REBUILD}")
     try:
         sd = torch.load(path, map_location='cpu', weights_only=True)
         size, depth = size_of_state_dict(sd), sum(k.endswith('ls1.gamma') for k in sd)
     except Exception as e:
-        raise SystemExit(f"error: the shipped T backbone {path} is damaged ({type(e).__name__}): {T_BACKBONE_REBUILD}") from None
-    if size != 'T' or depth != SIZES['T'][1]:
-        raise SystemExit(f"error: {path} holds a ViT-{size} backbone of depth {depth}, not the shipped size T: {T_BACKBONE_REBUILD}")
+        raise ValueError(f"the shipped T backbone {path} is damaged ({type(e).__name__}): {T_BACKBONE_REBUILD}") from None
+    if size != 'T' or depth != SIZES['T'].depth:
+        raise ValueError(f"{path} holds a ViT-{size} backbone of depth {depth}, not the shipped size T: {T_BACKBONE_REBUILD}")
     if os.path.realpath(path) == os.path.realpath(SHIPPED_T_BACKBONE):
         check_shipped_hash(path)
 
@@ -789,7 +801,7 @@ def default_backbone(size, download=True):
         check_t_backbone(T_BACKBONE)
         return str(T_BACKBONE)
     if size not in SIZES:
-        raise SystemExit(f"error: unknown model size {size!r}: choose one of {', '.join(SIZES)}")
+        raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(SIZES)}")
     url = DINOV2_URL.format(s=size.lower())
     path = Path(torch.hub.get_dir()) / 'checkpoints' / os.path.basename(url)
     if download and not path.is_file():
@@ -798,8 +810,8 @@ def default_backbone(size, download=True):
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(url, str(path), progress=True)
         except Exception as e:  # no network, a proxy, a 404, a full disk: all end here
-            raise SystemExit(f"error: cannot download {url} ({type(e).__name__}): download it yourself "
-                             f"and pass --weights FILE") from None
+            raise OSError(f"cannot download {url} ({type(e).__name__}): download it yourself "
+                          f"and pass --weights FILE") from None
     return str(path)
 
 
@@ -809,7 +821,7 @@ def export_backbone(weights, out):
     (zeros: LoRAT never uses them), blocks, norm. No head and no token type table: the tracker that
     adapts it learns those fresh, as LoRAT does on DINOv2."""
     if os.path.exists(out) and os.path.exists(weights) and os.path.samefile(out, weights):
-        raise SystemExit(f"error: --export-backbone {weights} {out}: OUT is the tracker itself, which it would replace: "
+        raise ValueError(f"--export-backbone {weights} {out}: OUT is the tracker itself, which it would replace: "
                          f"give another OUT file")
     model = load_model(weights, flag='--export-backbone WEIGHTS')  # merged: any LoRA is folded into the weights first
     sd = {k: v for k, v in model.state_dict().items()
@@ -824,14 +836,16 @@ def export_backbone(weights, out):
 
 def write_atomic(path, write):
     """Write a file through `write(tmp_path)` then rename: a reader never sees half a file, and a kill
-    mid-write leaves the previous file intact. Every file the project writes goes through here.
+    mid-write leaves the previous file intact. Every file the scripts write whole goes through here
+    (checkpoints, exports, videos, pictures, results, reports); not train.py's log.jsonl, appended a line
+    at a time, nor the frames and labels of data.py's write_got10k_sequence (example folders).
 
     The .tmp is removed on any failure: an exception, Ctrl-C, SIGTERM (turned into SystemExit(143) while
     writing, where nothing else handles it), a SystemExit raised by `write`. A file that cannot be written
-    (read-only folder, a folder given as the file, a file given as a folder, a full disk) is one line."""
+    (read-only folder, a folder given as the file, a file given as a folder, a full disk) is an OSError of one line."""
     path = Path(path)
     if path.is_dir():
-        raise SystemExit(f"error: cannot write {path}: it is a folder; give a file name")
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
     tmp = path.with_name(path.name + '.tmp')
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
@@ -845,7 +859,7 @@ def write_atomic(path, write):
             os.remove(tmp)
         reason = write_error(e, path)
         if reason:
-            raise SystemExit(f"error: cannot write {path}: {reason}") from None
+            raise OSError(f"cannot write {path}: {reason}") from None
         raise
     finally:
         if previous is not None:
@@ -854,20 +868,20 @@ def write_atomic(path, write):
 
 def check_writable(path, flag, folder=False):
     """Before the work: `flag path` can be written (a file: not a folder; `folder`: a folder, made if need be),
-    under a folder that is one and writable; else one line. The write itself goes through write_atomic,
+    under a folder that is one and writable; else an OSError of one line. The write itself goes through write_atomic,
     which also turns a late failure into one line."""
     path = Path(path)
     if path.is_dir() and not folder:
-        raise SystemExit(f"error: {flag} {path} is a folder: give a file name")
+        raise IsADirectoryError(f"{flag} {path} is a folder: give a file name")
     if folder and path.exists() and not path.is_dir():
-        raise SystemExit(f"error: {flag} {path} is a file, not a folder: give a folder")
+        raise NotADirectoryError(f"{flag} {path} is a file, not a folder: give a folder")
     parent = path if folder else path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise SystemExit(f"error: {flag} {path}: {parent} is a file, not a folder: give a path inside a folder")
+        raise NotADirectoryError(f"{flag} {path}: {parent} is a file, not a folder: give a path inside a folder")
     if not os.access(parent, os.W_OK):
-        raise SystemExit(f"error: {flag} {path}: the folder {parent} is read-only: write to another folder")
+        raise PermissionError(f"{flag} {path}: the folder {parent} is read-only: write to another folder")
     return str(path)
 
 
@@ -912,29 +926,44 @@ def available_cpus():
 
 def resolve_device(device, local_rank=None):
     """'cpu', 'cuda' or 'cuda:N' checked against what is visible -> a torch device string; anything
-    else is one line. Under torchrun (`local_rank` given) 'cuda' is the rank's own GPU, cuda:LOCAL_RANK."""
+    else is a ValueError of one line. Under torchrun (`local_rank` given) 'cuda' is the rank's own GPU, cuda:LOCAL_RANK."""
     device = str(device)
     try:
         kind = torch.device(device).type
     except RuntimeError:
-        raise SystemExit(f"error: --device {device}: not a device: use cpu, cuda or cuda:N") from None
+        raise ValueError(f"--device {device}: not a device: use cpu, cuda or cuda:N") from None
     if kind not in ('cpu', 'cuda'):
-        raise SystemExit(f"error: --device {device}: this program runs on cpu or cuda (cuda:N)")
+        raise ValueError(f"--device {device}: this program runs on cpu or cuda (cuda:N)")
     if kind == 'cpu':
         return 'cpu'
     if not torch.cuda.is_available():
-        raise SystemExit(f"error: --device {device}, but no CUDA GPU is visible: use --device cpu")
+        raise ValueError(f"--device {device}, but no CUDA GPU is visible: use --device cpu")
     count, index = torch.cuda.device_count(), torch.device(device).index
     if local_rank is not None:
         if index is not None:
-            raise SystemExit(f"error: --device {device} under torchrun: each rank takes the GPU of its LOCAL_RANK; "
+            raise ValueError(f"--device {device} under torchrun: each rank takes the GPU of its LOCAL_RANK; "
                              f"pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
         index = local_rank
     index = 0 if index is None else index
     if index >= count:
-        raise SystemExit(f"error: --device cuda:{index}, but only {count} CUDA GPU(s) are visible"
+        raise ValueError(f"--device cuda:{index}, but only {count} CUDA GPU(s) are visible"
                          + (" (torchrun started more ranks per node than there are GPUs)" if local_rank is not None else ""))
     return f'cuda:{index}'
+
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # --dtype: the autocast precision
+
+
+def default_dtype(device, training):
+    """--dtype when not given: fp32 on the CPU (bf16 measured slower there: `python evaluate.py efficiency`). On a
+    GPU, training: bf16 where it is in hardware (Ampere and later; emulated bf16, a V100's or T4's, does not count),
+    else fp16 with loss scaling; inference: fp16 autocast over fp32 weights, the authors' evaluation. Training asks
+    about the current GPU: call it after torch.cuda.set_device."""
+    if torch.device(device).type != 'cuda':
+        return 'fp32'
+    if not training:
+        return 'fp16'
+    return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
 
 
 def size_of_state_dict(sd):
@@ -942,7 +971,7 @@ def size_of_state_dict(sd):
     for key in ('patch_embed.proj.weight', 'token_type_embed', 'norm.weight'):
         if key in sd:
             dim = sd[key].shape[0] if key != 'token_type_embed' else sd[key].shape[1]
-            return next((s for s, v in SIZES.items() if v[0] == dim), f'of width {dim}')
+            return next((s for s, v in SIZES.items() if v.dim == dim), f'of width {dim}')
     return 'unknown'
 
 
@@ -958,10 +987,10 @@ def load_dinov2(model, path_or_url, flag='--backbone'):
     ckpt_size = size_of_state_dict(sd)
     if ckpt_size != cfg.size or sum(k.endswith('ls1.gamma') for k in sd) != cfg.depth:
         fix = f"pass --size {ckpt_size}" if flag == '--weights' else f"give the ViT-{cfg.size} one"
-        raise SystemExit(f"error: {path_or_url} holds a ViT-{ckpt_size} backbone but the model is size {cfg.size}: "
+        raise ValueError(f"{path_or_url} holds a ViT-{ckpt_size} backbone but the model is size {cfg.size}: "
                          f"use the DINOv2 file of size {cfg.size} or {fix}")
     if 'register_tokens' in sd:
-        raise SystemExit(f"error: {path_or_url} is a DINOv2 'with registers' model; LoRAT uses the plain one "
+        raise ValueError(f"{path_or_url} is a DINOv2 'with registers' model; LoRAT uses the plain one "
                          f"(dinov2_vit{cfg.size.lower()}14_pretrain.pth)")
     sd.pop('cls_token', None)
     sd.pop('mask_token', None)
@@ -973,7 +1002,7 @@ def load_dinov2(model, path_or_url, flag='--backbone'):
     expected = {k for k in model.state_dict() if not any(s in k for s in not_backbone)}
     missing, unexpected = sorted(expected - set(sd)), sorted(set(sd) - expected)
     if missing or unexpected:
-        raise SystemExit(f"error: {path_or_url} is not a DINOv2 ViT-{cfg.size}/14 checkpoint: "
+        raise ValueError(f"{path_or_url} is not a DINOv2 ViT-{cfg.size}/14 checkpoint: "
                          f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     copy_tensors(model, sd, str(path_or_url))
 
@@ -983,10 +1012,10 @@ def copy_tensors(model, sd, source):
     params = model.state_dict()
     for k, v in sd.items():
         if k not in params:
-            raise SystemExit(f"error: {source} has tensor {k!r} that this model ({model.cfg.size}-{model.cfg.res}) "
+            raise ValueError(f"{source} has tensor {k!r} that this model ({model.cfg.size}-{model.cfg.res}) "
                              f"does not have: it was made for another model variant")
         if params[k].shape != v.shape:
-            raise SystemExit(f"error: {source}: {k} has shape {tuple(v.shape)}, the model expects "
+            raise ValueError(f"{source}: {k} has shape {tuple(v.shape)}, the model expects "
                              f"{tuple(params[k].shape)}: it was made for another size or resolution")
     if any(params[k].is_meta for k in sd):  # built with backbone_device='meta': take the tensors themselves
         model.load_state_dict(sd, strict=False, assign=True)
@@ -1006,19 +1035,19 @@ def load_official_lorat(path, backbone=None, res=None, device='cpu', sd=None):
     sd = dict(read_state_dict(path) if sd is None else sd)
     alpha = float(sd.pop('lora_alpha', torch.tensor(64)))
     if bool(sd.pop('use_rslora', torch.tensor(False))):
-        raise SystemExit(f"error: {path} uses rsLoRA scaling, which this loader does not implement")
+        raise ValueError(f"{path} uses rsLoRA scaling, which this loader does not implement")
     size = size_of_state_dict(sd)
     if size not in SIZES:
-        raise SystemExit(f"error: {path} is not a LoRAT checkpoint (no token_type_embed of a known width)")
+        raise ValueError(f"{path} is not a LoRAT checkpoint (no token_type_embed of a known width)")
     res = res or (378 if '378' in os.path.basename(str(path)) else 224)
     ranks = [v.shape[0] for k, v in sd.items() if k.endswith('.lora.A') and v.dim() == 2]
     if not ranks:
-        raise SystemExit(f"error: {path} is not a LoRAT release: it holds no LoRA tensor (*.lora.A)")
+        raise ValueError(f"{path} is not a LoRAT release: it holds no LoRA tensor (*.lora.A)")
     model = build_model(size, res, lora_rank=ranks[0], lora_alpha=alpha)
     trained = {k for k in model.state_dict() if '.lora.' in k or k == 'token_type_embed' or k.startswith('head.')}
     missing = sorted(trained - set(sd))
     if missing:
-        raise SystemExit(f"error: {path} lacks {len(missing)} of the release's {len(trained)} tensors (e.g. {missing[0]}): "
+        raise ValueError(f"{path} lacks {len(missing)} of the release's {len(trained)} tensors (e.g. {missing[0]}): "
                          f"the file is incomplete; download it again")
     load_dinov2(model, backbone or DINOV2_URL.format(s=size.lower()))
     copy_tensors(model, sd, str(path))
@@ -1028,33 +1057,33 @@ def load_official_lorat(path, backbone=None, res=None, device='cpu', sd=None):
 def load_model(path, backbone=None, device='cpu', res=None, flag='--weights'):
     """Any tracker weights, ready for inference (LoRA merged, eval mode):
     a train.py checkpoint, a merged export, or an official LoRAT release (needs its DINOv2 backbone).
-    Another kind of file (a backbone, a bare state dict...) is one line that says what it is and where it goes.
+    Another kind of file (a backbone, a bare state dict...) is a ValueError that says what it is and where it goes.
     """
     kind, sd, detail = identify_weights(path)
     if kind not in ('export', 'checkpoint', 'release'):
-        raise SystemExit(wrong_weights(path, kind, detail, flag, 'tracker'))
+        raise ValueError(wrong_weights(path, kind, detail, flag, 'tracker'))
     if kind == 'release':  # the official release is a bare tensor dict
         return load_official_lorat(path, backbone, res, device, sd)
     try:
         model = build_model_from_config(sd['config'])
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"error: {path}: its model config cannot be built ({e}): the file is damaged or of another version") from None
+        raise ValueError(f"{path}: its model config cannot be built ({e}): the file is damaged or of another version") from None
     if 'patch_embed.proj.weight' not in sd['model']:  # LoRA checkpoint: the frozen backbone is elsewhere
         weights, expected = str(backbone or sd.get('weights') or ''), sd.get('weights_sha256')
         if not weights:
-            raise SystemExit(f"error: {path} holds only LoRA weights and names no DINOv2 backbone: pass --backbone")
+            raise ValueError(f"{path} holds only LoRA weights and names no DINOv2 backbone: pass --backbone")
         local = not weights.startswith(('http://', 'https://'))
         if local and not os.path.isfile(weights):
-            raise SystemExit(f"error: {path} holds only LoRA weights and its backbone {weights} is not there: "
-                             f"pass --backbone FILE" + (f" (the file with sha256 {expected[:16]}...)" if expected else ''))
+            raise FileNotFoundError(f"{path} holds only LoRA weights and its backbone {weights} is not there: "
+                                    f"pass --backbone FILE" + (f" (the file with sha256 {expected[:16]}...)" if expected else ''))
         found = cached_sha256(weights) if local and expected else expected
         if found != expected:
-            raise SystemExit(f"error: {weights} is not the backbone {path} was trained on (sha256 "
+            raise ValueError(f"{weights} is not the backbone {path} was trained on (sha256 "
                              f"{found[:16]}... vs {expected[:16]}...): pass that one with --backbone")
         load_dinov2(model, weights)
     missing = set(trainable_state_dict(model)) - set(sd['model'])
     if missing:
-        raise SystemExit(f"error: {path} lacks {len(missing)} trained tensors (e.g. {sorted(missing)[0]}): "
+        raise ValueError(f"{path} lacks {len(missing)} trained tensors (e.g. {sorted(missing)[0]}): "
                          f"the checkpoint is incomplete")
     copy_tensors(model, sd['model'], str(path))
     return model.to(device).merge().eval()
@@ -1071,13 +1100,21 @@ def count_macs(model, batch=1):
     """
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
-    cfg = model.cfg
-    z = torch.empty(batch, 3, cfg.template_size, cfg.template_size, device='meta')
-    x = torch.empty(batch, 3, cfg.search_size, cfg.search_size, device='meta')
-    z_mask = torch.zeros(batch, cfg.template_grid, cfg.template_grid, dtype=torch.long, device='meta')
     with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), torch.no_grad():
-        model(z, x, z_mask)
+        model(*example_inputs(model.cfg, batch, 'meta'))
     return counter.get_total_flops() / 2
+
+
+def example_inputs(cfg, batch=1, device='cpu', dtype=torch.float32, generator=None):
+    """Inputs of a forward of the model of `cfg`, for timing, counting and comparing (not tracking):
+    z (B, 3, Tz, Tz) and x (B, 3, Sx, Sx) standard normal, like standardized crops; z_mask (B, gz, gz) with
+    the template's middle cells foreground, where a centered target's box covers them (area factor 2)."""
+    z = torch.randn(batch, 3, cfg.template_size, cfg.template_size, generator=generator)
+    x = torch.randn(batch, 3, cfg.search_size, cfg.search_size, generator=generator)
+    g = cfg.template_grid
+    z_mask = torch.zeros(batch, g, g, dtype=torch.long)
+    z_mask[:, g // 4:g - g // 4, g // 4:g - g // 4] = 1
+    return z.to(device, dtype), x.to(device, dtype), z_mask.to(device)
 
 
 def model_card(size, res=None, **overrides):
@@ -1098,7 +1135,7 @@ def model_card(size, res=None, **overrides):
     return card
 
 
-# the seed's inference-efficiency table: (size, res) -> (#params M, MACs G, fps on an 80 GB GPU)
+# the paper's inference-efficiency table: (size, res) -> (#params M, MACs G, fps on an 80 GB GPU)
 PAPER = {('B', 224): (99, 30, 209), ('B', 378): (99, 97, 151), ('L', 224): (336, 103, 119),
          ('L', 378): (336, 325, 63), ('g', 224): (1216, 378, 50), ('g', 378): (1216, 1161, 20)}
 
@@ -1141,41 +1178,6 @@ def count_block_ops(size='L', lora_rank=64, tokens=80):
     return len(counter.ops), sum(op not in VIEW_OPS for op in counter.ops)
 
 
-def median_ms(fn, warmup=3, iters=10):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2] * 1e3
-
-
-def benchmark(size, res, threads):
-    """Forward latency (batch 1, merged LoRA) in fp32 and bf16 against this CPU's matmul ceiling."""
-    torch.set_num_threads(threads)
-    model = build_model(size, res).merge().eval()
-    print(f"CPU benchmark, {threads} threads, {size}-{model.cfg.res}, batch 1")
-    plain = build_model(size, res, lora_rank=0).eval()  # a ViT that never had LoRA
-    cfg = model.cfg
-    z = torch.randn(1, 3, cfg.template_size, cfg.template_size)
-    x = torch.randn(1, 3, cfg.search_size, cfg.search_size)
-    z_mask = torch.zeros(1, cfg.template_grid, cfg.template_grid, dtype=torch.long)
-    macs = model_card(size, res)['macs_G'] * 1e9
-    a = torch.randn(2048, 2048)
-    for dtype, name in [(torch.float32, 'fp32'), (torch.bfloat16, 'bf16')]:
-        ad = a.to(dtype)
-        ceiling = 2 * 2048 ** 3 / median_ms(lambda: ad @ ad) * 1e3 / 1e9  # GFLOP/s
-        autocast = torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
-        with torch.inference_mode(), autocast:
-            ms = median_ms(lambda: model(z, x, z_mask))
-            ms_plain = median_ms(lambda: plain(z, x, z_mask))
-        achieved = 2 * macs / ms * 1e3 / 1e9
-        print(f"{name}: merged {ms:.1f} ms, plain ViT {ms_plain:.1f} ms ({(ms / ms_plain - 1) * 100:+.1f}%), "
-              f"{achieved:.0f} GFLOP/s = {achieved / ceiling * 100:.0f}% of the 2048^3 matmul's {ceiling:.0f} GFLOP/s")
-
-
 # -----------------------------------------------------------------------------
 # Command-line values, checked at parse time: every numeric flag of the five scripts has one of these
 # types, so a bad value is one line naming the flag, before any work (argparse adds "argument --flag: ").
@@ -1186,6 +1188,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise SystemExit(f"error: {message}")  # printed as the one line, as the scripts' other errors
+
+
+@contextlib.contextmanager
+def main_errors():
+    """Each script's `main` runs under this (`@lorat.main_errors()`, or `with lorat.main_errors():`): what the library raises for a bad input, a
+    ValueError (a wrong value or file) or an OSError (a file missing, unreadable, unwritable), ends the program
+    with the one line `error: <message>` and status 1, no traceback. The library itself never exits."""
+    try:
+        yield
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def _checked(convert, ok, want):
@@ -1283,23 +1296,20 @@ def frame_size(max_side):
 def main():
     parser = Parser(description="LoRAT model card: params and MACs of a variant.")
     parser.add_argument('--size', type=size_name, default='B', help=f"one of {', '.join(SIZES)} (default B)")
-    parser.add_argument('--res', type=resolution, default=None, help="112, 224 or 378 (default 224; T: 112)")
+    parser.add_argument('--res', type=resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default 224; T: 112)")
     parser.add_argument('--all', action='store_true', help="the table for B/L/g x 224/378")
     parser.add_argument('--json', action='store_true', help="a JSON list, one object per variant")
-    parser.add_argument('--benchmark', action='store_true', help="CPU forward speed, fp32 and bf16")
     parser.add_argument('--count-ops', action='store_true', help="aten ops of one block forward under bf16 "
                                                                   "autocast: LoRA against merged")
-    parser.add_argument('--threads', type=positive_int, default=2)
     parser.add_argument('--export-backbone', nargs=2, metavar=('WEIGHTS', 'OUT'),
                         help="write a trained tracker's backbone as a DINOv2-layout checkpoint (how "
                              "weights/lorat-T-backbone.pth is made) and print its sha256")
     args = parser.parse_args()
-    try:
-        if args.benchmark:
-            return benchmark(args.size, args.res, args.threads)
+    with main_errors():
         if args.count_ops:
-            for rank, what in ((64, 'LoRA r=64'), (0, 'merged')):
-                total, kernels = count_block_ops(args.size, rank)
+            rank = SIZES[args.size].lora_rank
+            for r, what in ((rank, f'LoRA r={rank}'), (0, 'merged')):
+                total, kernels = count_block_ops(args.size, r)
                 print(f"{args.size} block forward, training, CPU bf16 autocast, {what}: {total} aten ops, {kernels} not views")
             return
         if args.export_backbone:
@@ -1307,8 +1317,6 @@ def main():
             return print(f"backbone: {out}\nsha256: {sha}")
         variants = [(s, r) for s in 'BLg' for r in (224, 378)] if args.all else [(args.size, args.res)]
         cards = [model_card(s, r) for s, r in variants]
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
     if args.json:
         print(json.dumps(cards, indent=1))
     else:

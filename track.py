@@ -4,18 +4,16 @@ Track one object through a video with LoRAT: the tracker a person runs on their 
     python track.py video.mp4 --init 120,80,60,40     # box x,y,w,h on the first frame; or draw it
     python track.py frames/ --init ... --boxes b.txt   # a folder of images; boxes in pytracking format
     python track.py video.mp4 --weights LoRAT_B_224.bin --backbone dinov2_vitb14_pretrain.pth
-    python track.py                                    # the demo: a synthetic clip, the newest run
-    python track.py --benchmark                        # fps end to end, 640x360, T and B-224
+    python track.py                                    # the demo: the newest run on the held-out synthetic clips
+    python track.py --strip demo/strip.png             # ... and 6 frames of its video side by side, as a picture
 
 Inference follows the paper: the template is cropped once from the first frame; every later frame is
 searched in a crop around the previous box; the score map is blended with a Hanning window (a prior
 that the target moved little), the best cell's box is mapped back to the image. No template update,
 no re-detection: what the one-stream ViT sees is all there is.
 """
-import argparse
 import os
 import sys
-import tempfile
 import time
 from fractions import Fraction
 
@@ -25,11 +23,10 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import lorat
-from data import (as_tensor, box_from_crop, box_lines, box_to_crop, crop, crop_params, curve_scores, image_mean,
-                  open_dataset, rgb_image, standardize_crops, sequence_curves, synthetic_clip, write_mp4,
-                  write_text_atomic)
+from data import (as_tensor, box_from_crop, box_lines, box_to_crop, crop, crop_params, image_mean, open_dataset,
+                  rgb_image, standardize_crops, write_mp4, write_text_atomic)
 
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+DTYPES = lorat.DTYPES  # --dtype: the autocast precision of inference
 MIN_SIZE = 10  # px: the kept box's w and h are widened to >= 10 about its center before the search crop
 HANN_WEIGHT = 0.55  # s' = 0.55 * s + 0.45 * hann
 
@@ -122,12 +119,6 @@ def check_box(box_xywh, frame):
 def resolve_device(device):
     """cpu, cuda or cuda:N, checked: a bad or absent device is one line (lorat.resolve_device)."""
     return lorat.resolve_device(device)
-
-
-def default_dtype(device):
-    """Inference precision, the authors' evaluation: fp16 autocast over fp32 weights on a GPU; fp32 on a
-    CPU (bf16 measured slower on this project's CPUs: `python track.py --benchmark`)."""
-    return 'fp16' if torch.device(device).type == 'cuda' else 'fp32'
 
 
 def load_tracker(weights, device='cpu', dtype=torch.float32, backbone=None, res=None):
@@ -273,7 +264,7 @@ def draw_box(frame):
     return np.array([x1, y1, x2 - x1, y2 - y1])
 
 # -----------------------------------------------------------------------------
-# Frames out: annotated H.264 mp4, live view, progress line
+# Frames out: annotated H.264 mp4, strip picture, live view, progress line
 
 
 def font(height):
@@ -290,6 +281,27 @@ def annotate(frame, box, score, index, typeface):
     d.rectangle(d.textbbox((4, 4), label, font=typeface), fill=(0, 0, 0))
     d.text((4, 4), label, fill=(255, 255, 255), font=typeface)
     return np.asarray(im)
+
+
+STRIP_FRAMES, STRIP_HEIGHT = 6, 240  # --strip: 6 frames side by side, each at most 240 px high
+
+
+def write_strip(path, frames, boxes, scores, count=STRIP_FRAMES):
+    """`count` evenly spaced frames of a tracked video, annotated as in its video, side by side in one PNG:
+    a picture of a run. `frames` is read again (a Frames decodes anew), up to the last frame shown."""
+    picks = set(np.linspace(0, len(boxes) - 1, min(count, len(boxes))).round().astype(int).tolist())
+    panels, typeface = [], None
+    for i, frame in zip(range(max(picks) + 1), frames):
+        if i in picks:
+            typeface = typeface or font(frame.shape[0])
+            panel = Image.fromarray(annotate(frame, boxes[i], scores[i], i, typeface))
+            if panel.height > STRIP_HEIGHT:
+                panel = panel.resize((round(panel.width * STRIP_HEIGHT / panel.height), STRIP_HEIGHT), Image.LANCZOS)
+            panels.append(panel)
+    strip = Image.new('RGB', (sum(p.width for p in panels), panels[0].height))
+    for k, panel in enumerate(panels):
+        strip.paste(panel, (sum(p.width for p in panels[:k]), 0))
+    lorat.write_atomic(path, lambda tmp: strip.save(tmp, format='PNG'))
 
 
 class LiveView:
@@ -313,24 +325,40 @@ class LiveView:
 
 
 class Progress:
-    """One updating line: frames done, fps, ETA (when the frame count is known)."""
+    """Tracking progress on stderr: frames done of `total` (None: not known), frames per second, ETA.
 
-    def __init__(self, total):
-        self.total, self.start, self.shown = total, time.perf_counter(), 0.0
+    One video: `step(done)` after each frame rewrites one line, at most twice a second; `end()` ends it.
+    A dataset (evaluate.py): `finished(name, frames, seconds)` after each sequence prints a line
+    `[k/N] name: frames, that sequence's tracking fps, ETA`; `sequences` is N.
+    """
+
+    def __init__(self, total=None, sequences=None):
+        self.total, self.sequences = total, sequences
+        self.start, self.shown, self.frames, self.done = time.perf_counter(), 0.0, 0, 0
+
+    def rate(self, frames):
+        """Frames per second since the start, and '  ETA m:ss' when the total is known (else '')."""
+        fps = frames / max(time.perf_counter() - self.start, 1e-9)
+        return fps, f"  ETA {time_text((self.total - frames) / max(fps, 1e-9))}" if self.total else ''
 
     def step(self, done):
         now = time.perf_counter()
         if now - self.shown < 0.5 and done != self.total:
             return
-        self.shown, fps = now, done / max(now - self.start, 1e-9)
-        line = f"\rtracking: frame {done}" + (f"/{self.total}" if self.total else "") + f"  {fps:.1f} fps"
-        if self.total:
-            line += f"  ETA {time_text((self.total - done) / max(fps, 1e-9))}"
-        print(line + "   ", end='', file=sys.stderr, flush=True)
+        self.shown = now
+        fps, eta = self.rate(done)
+        print(f"\rtracking: frame {done}" + (f"/{self.total}" if self.total else "") + f"  {fps:.1f} fps{eta}   ",
+              end='', file=sys.stderr, flush=True)
 
     def end(self):
         if self.shown:  # end the updating line
             print(file=sys.stderr)
+
+    def finished(self, name, frames, seconds):
+        self.done, self.frames = self.done + 1, self.frames + frames
+        _, eta = self.rate(self.frames)
+        print(f"[{self.done}/{self.sequences}] {name}: {frames} frames, {frames / max(seconds, 1e-9):.1f} fps tracking{eta}",
+              file=sys.stderr, flush=True)
 
 
 def time_text(seconds):
@@ -389,7 +417,7 @@ def track(tracker, frames, out_path, init=None, fps=30, show=False, progress=Tru
 
 
 # -----------------------------------------------------------------------------
-# The demo, the benchmark and the command line
+# The demo and the command line
 
 
 def newest_weights(runs='runs'):
@@ -415,11 +443,18 @@ def newest_weights(runs='runs'):
                      f"or give a video and --weights")
 
 
-def demo(args):
-    """The second half of `python train.py && python track.py`: a synthetic test clip, tracked."""
+HELD_OUT_CLIPS = 20  # the synthetic world's test split: the demo's score is over all of it
+
+
+def demo(args, clips=HELD_OUT_CLIPS, length=None):
+    """The second half of `python train.py && python track.py`: the first held-out synthetic clip tracked
+    into an annotated video in demo/ (and a --strip picture), then the number that describes the tracker:
+    the success AUC over the `clips` held-out test clips (of `length` frames; None: 100), computed by
+    `python evaluate.py run --dataset synthetic` on the same weights, in this process. Its results go where
+    that command keeps them, so the command afterwards finds them done and prints the same figures."""
     weights = args.weights or newest_weights()
     tracker = load_tracker(weights, args.device, args.dtype, args.backbone, args.res)
-    clip = open_dataset('synthetic', split='test')[0]
+    clip = open_dataset('synthetic', split='test', num=clips, **({'length': length} if length else {}))[0]
     os.makedirs('demo', exist_ok=True)
     video = os.path.join('demo', f"{clip.name}.mp4")
     write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
@@ -428,48 +463,20 @@ def demo(args):
     boxes, scores, seconds = track(tracker, Frames(video), out, init=clip.boxes[0], fps=30, show=args.show)
     if args.boxes:
         write_text_atomic(args.boxes, box_lines(boxes))  # pytracking's result format
-    score = curve_scores([sequence_curves(np.asarray(boxes), clip.boxes, clip.visible, 'synthetic')])  # pytracking's rules
+    if args.strip:
+        write_strip(args.strip, Frames(video), boxes, scores)
+        print(f"strip: {args.strip}")
     print(f"{len(boxes) / seconds:.1f} fps end to end")
     print(f"annotated video: {out}")
-    print(f"success AUC against the ground truth: {score['AUC']:.1f}% (precision@20px {score['P']:.1f}%)")
-
-
-def time_forward(model, device):
-    """Accumulate the seconds spent inside model.forward (hooks; synchronized on a GPU)."""
-    spent = [0.0]
-    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
-
-    def before(*_):
-        sync()
-        spent.append(time.perf_counter())
-
-    def after(*_):
-        sync()
-        spent[0] += time.perf_counter() - spent.pop()
-    model.register_forward_pre_hook(before)
-    model.register_forward_hook(after)
-    return spent
-
-
-def benchmark(args):
-    """fps end to end (decode, crop, forward, box, draw, encode) on a 640x360 clip, random weights."""
-    device = resolve_device(args.device)
-    clip = synthetic_clip(0, length=max(args.frames, 2), size=(640, 360))
-    with tempfile.TemporaryDirectory() as tmp:
-        video = os.path.join(tmp, 'clip.mp4')
-        write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
-        print(f"benchmark: {len(clip)} frames 640x360, device {device}, {torch.get_num_threads()} threads")
-        for size, res in [('T', 112), ('B', 224)]:
-            for name in ('fp32', 'bf16'):
-                tracker = Tracker(lorat.build_model(size, res, lora_rank=0), device, DTYPES[name])
-                tracker.init(clip.frame(0), clip.boxes[0])
-                tracker.update(clip.frame(1))  # warm-up: kernel selection, allocator
-                spent = time_forward(tracker.model, device)
-                boxes, _, seconds = track(tracker, Frames(video), os.path.join(tmp, 'out.mp4'),
-                                          init=clip.boxes[0], progress=False)
-                forward = spent[0] / (len(boxes) - 1)
-                print(f"{size}-{res} {name}: {len(boxes) / seconds:6.1f} fps end to end, forward {forward * 1e3:7.1f} ms, "
-                      f"outside the forward {(1 - spent[0] / seconds) * 100:4.1f}% of the time")
+    import evaluate  # the file above this one, for the demo's score only; evaluate.py imports track.py lazily too
+    argv = ['run', '--dataset', 'synthetic', '--num', str(clips), '--weights', weights, '--device', args.device,
+            '--dtype', args.dtype]
+    for flag, value in (('--length', length), ('--backbone', args.backbone), ('--res', args.res)):
+        argv += [flag, str(value)] if value else []
+    print(f"scoring the {clips} held-out clips: python evaluate.py {' '.join(argv)}", file=sys.stderr)
+    figures = evaluate.main(argv)[0]['figures']
+    print(f"held-out success AUC over the {clips} synthetic test clips: {figures['AUC']:.1f}% "
+          f"(precision@20px {figures['P']:.1f}%)")
 
 
 def output_path(video, out=None):
@@ -512,6 +519,8 @@ def parse_args(argv=None):
     p.add_argument('--res', type=lorat.resolution, help="resolution of an official file (224 or 378; default from its name)")
     p.add_argument('--out', help="annotated video (default: <input name>_lorat.mp4 in the current folder)")
     p.add_argument('--boxes', help="write the boxes here, one x,y,w,h line per frame")
+    p.add_argument('--strip', help=f"write a PNG picture of the run here: {STRIP_FRAMES} evenly spaced annotated frames "
+                                   f"side by side (e.g. demo/strip.png)")
     p.add_argument('--fps', type=lorat.positive_float, default=30, help="frame rate of an image folder's output (default 30)")
     p.add_argument('--show', action='store_true', help="show the tracking live")
     p.add_argument('--device', default='cpu', help="cpu, cuda or cuda:N")
@@ -519,31 +528,27 @@ def parse_args(argv=None):
                                                "which is left to decoding and encoding the video)")
     p.add_argument('--dtype', choices=DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights (LoRA merged in fp32), or plain fp32. "
                    "Default: fp16 on cuda (the authors' evaluation), fp32 on cpu")
-    p.add_argument('--benchmark', action='store_true', help="fps of T and B-224, fp32 and bf16, on a 640x360 clip")
-    p.add_argument('--frames', type=lorat.positive_int, default=20, help="benchmark clip length")
     args = p.parse_args(join_init(sys.argv[1:] if argv is None else argv))
     args.device = resolve_device(args.device)
-    args.dtype = args.dtype or default_dtype(args.device)
+    args.dtype = args.dtype or lorat.default_dtype(args.device, training=False)
     if args.show and not has_display():
         raise SystemExit("error: --show needs a display, and none was found (no DISPLAY): drop --show")
     return args
 
 
+@lorat.main_errors()  # a damaged photo of the demo, an unreadable file: one line
 def main(argv=None):
-    args = parse_args(argv)
     try:
-        return run(args)
+        return run(parse_args(argv))
     except KeyboardInterrupt:  # Ctrl-C: track() has removed its half-written video
         raise SystemExit("stopped (Ctrl-C): no output was written") from None
-    except (ValueError, OSError) as e:  # a damaged photo of the demo, an unreadable file: one line
-        raise SystemExit(f"error: {e}") from None
 
 
 def run(args):
     if args.device == 'cpu':  # a busy core stalls every parallel op of the model: leave one to the video codecs
         torch.set_num_threads(args.threads or max(1, torch.get_num_threads() - 1))
-    if args.benchmark:
-        return benchmark(args)
+    if args.strip:
+        lorat.check_writable(args.strip, '--strip')
     if args.video is None:
         return demo(args)
     init = np.array(args.init, dtype=np.float64) if args.init else None  # checked by lorat.box_xywh
@@ -558,6 +563,11 @@ def run(args):
         if os.path.realpath(args.boxes) == os.path.realpath(out):
             raise SystemExit(f"error: --boxes {args.boxes} is the --out video too: the boxes would replace the video; "
                              f"give them another file (e.g. boxes.txt)")
+    if args.strip:
+        refuse_the_input(args.strip, args.video, '--strip')
+        if os.path.realpath(args.strip) in (os.path.realpath(out), os.path.realpath(args.boxes or out)):
+            raise SystemExit(f"error: --strip {args.strip} is also the --out video or the --boxes file: give it another file "
+                             f"(e.g. strip.png)")
     if args.weights is None:
         args.weights = newest_weights()
     tracker = load_tracker(args.weights, args.device, args.dtype, args.backbone, args.res)
@@ -566,6 +576,9 @@ def run(args):
     if args.boxes:
         write_text_atomic(args.boxes, box_lines(boxes))  # pytracking's result format
         print(f"boxes: {args.boxes}")
+    if args.strip:
+        write_strip(args.strip, frames, boxes, scores)
+        print(f"strip: {args.strip}")
     print(f"{len(boxes)} frames, {len(boxes) / seconds:.1f} fps end to end "
           f"({tracker.cfg.size}-{tracker.cfg.res}, {args.device}, {args.dtype})")
     print(f"annotated video: {out}")

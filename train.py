@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -48,10 +48,11 @@ import data
 import lorat
 
 # -----------------------------------------------------------------------------
-# The recipe of each case. LoRAT's (the facts) adapts a pretrained DINOv2 on GPUs. 'lorat-cpu' adapts the
-# shipped T backbone on 2 CPU cores. With --scratch nothing is pretrained: size T learns from scratch on
-# the synthetic world, and must do so in 10 minutes on 2 CPU cores, hence a 10x higher lr, small batches
-# and ~40x fewer samples.
+# Flags. --help shows every default; a default that depends on the case comes from one of these tables.
+
+# The recipe of each case. LoRAT's (the facts) adapts a pretrained DINOv2 on GPUs. Size T's adapts the shipped T
+# backbone on 2 CPU cores. With --scratch nothing is pretrained: size T learns from scratch on the synthetic world,
+# and must do so in 10 minutes on 2 CPU cores, hence a 10x higher lr, small batches and ~40x fewer samples.
 RECIPES = {
     'lorat': dict(lr=1e-4, batch_size=128, epochs=170, samples_per_epoch=131072, warmup_epochs=2,
                   weight_decay=0.1, val_samples=1024, augment='on', lora_rank=64),
@@ -60,16 +61,27 @@ RECIPES = {
     'scratch': dict(lr=1e-3, batch_size=16, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
                     weight_decay=0.05, val_samples=256, augment='off'),
 }
+RECIPE_NAMES = {'lorat': "LoRAT's", 'lorat-cpu': "size T", 'scratch': "--scratch"}  # as --help names them
 PAPER_MIX = 'lasot,got10k,trackingnet,coco'  # LoRAT's training sets
 DEFAULT_DATA = {'T': 'synthetic,synthetic_stills'}  # --data of a size when not given: T trains on the synthetic world, others on PAPER_MIX
 # the synthetic world's clips and stills, 3:1, as LoRAT draws 1 pair in 4 from COCO's still images
 DEFAULT_DATA_WEIGHTS = {'synthetic,synthetic_stills': '3,1'}
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 GOT10K_EPOCHS = 100  # the GOT-10k protocol: GOT-10k train only, 100 epochs
 WARMUP_LR, MIN_LR = 1e-7, 1e-6
 # changing these between a run and its --resume would change the data or the schedule
 SAME_ON_RESUME = ('data', 'data_weights', 'weights', 'full_finetune', 'seed', 'batch_size', 'lr', 'epochs',
                   'samples_per_epoch', 'warmup_epochs', 'weight_decay', 'clip', 'layer_decay', 'augment')
+
+
+def recipe_of(args):
+    """The case whose recipe gives the defaults: --scratch's, else size T's, else LoRAT's."""
+    return 'scratch' if args.scratch else 'lorat-cpu' if args.size == 'T' else 'lorat'
+
+
+def by_recipe(key):
+    """--help's words for a default the recipe sets: "default: LoRAT's 0.0001, size T 0.001, --scratch 0.001"."""
+    show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)
+    return "default: " + ", ".join(f"{RECIPE_NAMES[c]} {show(r[key])}" for c, r in RECIPES.items() if key in r)
 
 
 def data_weights(text):
@@ -88,76 +100,115 @@ def data_names(text):
     return text
 
 
-def parse_args(argv=None):
-    p = lorat.Parser(description="Train LoRAT (see the module docstring for examples).")
-    p.add_argument('--size', type=lorat.size_name, default='T', help="T, S, B, L or g (default T)")
-    p.add_argument('--res', type=lorat.resolution, default=None, help="112, 224 or 378 (default: 112 for T, else 224)")
-    p.add_argument('--data', type=data_names, default=None, help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom "
-                                                f"(default: synthetic for size T, {PAPER_MIX} for the others)")
-    p.add_argument('--data-root', default=None, help="the folder holding LaSOT/, GOT-10k/, TrackingNet/, COCO/ (default: $LORAT_DATA)")
-    p.add_argument('--partial', action='store_true', help="use the sequences present of a dataset only partly there "
-                                                         "(default: refuse it; it says how many of how many)")
-    p.add_argument('--data-weights', type=data_weights, default=None, help="sampling weight per dataset, comma-separated (default equal)")
-    p.add_argument('--weights', default=None, help="backbone file in DINOv2's layout (default: the public dinov2_vit{s,b,l,g}14_pretrain.pth "
+def parser():
+    """train.py's flags, in four groups. A default that depends on the case is None here, said in --help, and set
+    by with_recipe."""
+    p = lorat.Parser(description="Train LoRAT (see the module docstring for examples). Defaults that depend on "
+                                 "the case: LoRAT's recipe (sizes S to g), size T's, or --scratch's.")
+    model_flags(p.add_argument_group("model: size, backbone, the paper's ablations"))
+    data_flags(p.add_argument_group("data"))
+    optimization_flags(p.add_argument_group("optimization: the recipe's"))
+    machinery_flags(p.add_argument_group("machinery"))
+    return p
+
+
+def model_flags(g):
+    g.add_argument('--size', type=lorat.size_name, default='T', help="T, S, B, L or g (default %(default)s)")
+    g.add_argument('--res', type=lorat.resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default: 112 for T, else 224)")
+    g.add_argument('--weights', default=None, help="backbone file in DINOv2's layout (default: the public dinov2_vit{s,b,l,g}14_pretrain.pth "
                                                    "from torch hub's cache, downloaded there if absent; size T: weights/lorat-T-backbone.pth)")
-    p.add_argument('--scratch', action='store_true', help="no pretrained backbone: train every parameter from random init")
-    p.add_argument('--full-finetune', action='store_true', help="train every backbone weight instead of LoRA")
+    g.add_argument('--scratch', action='store_true', help="no pretrained backbone: train every parameter from random init")
+    g.add_argument('--full-finetune', action='store_true', help="train every backbone weight instead of LoRA")
     # the paper's ablations, one flag each
-    p.add_argument('--head', default='mlp', help="mlp (LoRAT) or conv (OSTrack's)")
-    p.add_argument('--pos-emb', default='decoupled', help="decoupled (LoRAT) or separate")
-    p.add_argument('--no-type-emb', action='store_true', help="no token type embedding")
-    p.add_argument('--no-fg', action='store_true', help="no template foreground indicator")
-    p.add_argument('--lora-init', default='bert', help="bert (LoRAT: trunc-normal A and B) or lora (zero B)")
-    p.add_argument('--lora-rank', type=lorat.positive_int, default=None, help="default: the recipe's (64; 16 for size T)")
-    # optimization; None means: the recipe of this case (RECIPES)
-    p.add_argument('--epochs', type=lorat.positive_int, default=None)
-    p.add_argument('--samples-per-epoch', type=lorat.positive_int, default=None)
-    p.add_argument('--batch-size', type=lorat.positive_int, default=None, help="global batch, over all ranks and micro-steps")
-    p.add_argument('--accum', type=lorat.positive_int, default=1, help="gradient accumulation steps (batch 16 x 8 = 128)")
-    p.add_argument('--lr', type=lorat.positive_float, default=None)
-    p.add_argument('--warmup-epochs', type=lorat.nonneg_float, default=None)
-    p.add_argument('--weight-decay', type=lorat.nonneg_float, default=None)
-    p.add_argument('--clip', type=lorat.positive_float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
-    p.add_argument('--layer-decay', type=lorat.unit_float, default=None, help="layer-wise lr decay (default 0.7 when full fine-tuning)")
-    p.add_argument('--augment', default=None, choices=['on', 'off'],
-                   help="flips + color augmentation of the facts (default: on; off from scratch on the synthetic "
-                        "world, where color is what tells the target from its look-alikes)")
-    p.add_argument('--val-samples', type=lorat.nonneg_int, default=None, help="held-out pairs validated each epoch")
-    p.add_argument('--seed', type=lorat.seed_int, default=0)
-    # machinery
-    p.add_argument('--dtype', default=None, help="fp32, bf16 or fp16 (autocast; default bf16 on CUDA, fp16 with loss "
-                                                 "scaling on a GPU without bf16, fp32 on the CPU)")
-    p.add_argument('--device', default=None, help="cpu, cuda or cuda:N (default: cuda if available; under torchrun "
-                                                  "each rank takes cuda:LOCAL_RANK)")
-    p.add_argument('--deterministic', action='store_true', help="deterministic CUDA kernels (PyTorch's deterministic "
-                                                                "algorithms, a fixed cuBLAS workspace): exact resume on GPUs, slower")
-    p.add_argument('--workers', type=lorat.nonneg_int, default=None, help="DataLoader workers per rank")
-    p.add_argument('--threads', type=lorat.positive_int, default=None, help="CPU threads per rank (default: its share of the cores)")
-    p.add_argument('--out', default='runs', help="runs folder: runs/<name>/{ckpt.pt,log.jsonl,export.pt}")
-    p.add_argument('--name', default=None, help="run name (default: date-time and size)")
-    p.add_argument('--resume', default=None, help="run folder or ckpt.pt to continue exactly")
-    p.add_argument('--ckpt-every', type=lorat.nonneg_int, default=0, help="checkpoint every N steps (0: each epoch)")
-    p.add_argument('--export', action=argparse.BooleanOptionalAction, default=True,
-                   help="end with export.pt, LoRA merged into the weights, what track.py and evaluate.py load (default: yes)")
-    p.add_argument('--log-every', type=lorat.positive_int, default=10)
-    p.add_argument('--kill-at', type=lorat.positive_int, default=None, help="testing: SIGKILL this process after N steps")
-    p.add_argument('--interrupt-at', type=lorat.positive_int, default=None, help=argparse.SUPPRESS)  # testing: Ctrl-C after N steps
-    p.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
-    p.add_argument('--bench-steps', type=lorat.positive_int, default=5)
-    p.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
-    p.add_argument('--grad-checkpoint', action='store_true', help="activation checkpointing per block: keep only "
+    g.add_argument('--head', default='mlp', help="mlp (LoRAT) or conv (OSTrack's) (default %(default)s)")
+    g.add_argument('--pos-emb', default='decoupled', help="decoupled (LoRAT) or separate (default %(default)s)")
+    g.add_argument('--no-type-emb', action='store_true', help="no token type embedding")
+    g.add_argument('--no-fg', action='store_true', help="no template foreground indicator")
+    g.add_argument('--lora-init', default='bert', help="bert (LoRAT: trunc-normal A and B) or lora (zero B) (default %(default)s)")
+    g.add_argument('--lora-rank', type=lorat.positive_int, default=None, help=by_recipe('lora_rank'))
+    g.add_argument('--grad-checkpoint', action='store_true', help="activation checkpointing per block: keep only "
                    "each block's input, recompute the block in the backward pass: memory for compute (--benchmark "
                    "--grad-checkpoint prints both)")
+
+
+def data_flags(g):
+    g.add_argument('--data', type=data_names, default=None, help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom "
+                                                f"(default: {DEFAULT_DATA['T']} for size T, {PAPER_MIX} for the others)")
+    g.add_argument('--data-root', default=None, help="the folder holding LaSOT/, GOT-10k/, TrackingNet/, COCO/ (default: $LORAT_DATA)")
+    g.add_argument('--partial', action='store_true', help="use the sequences present of a dataset only partly there "
+                                                         "(default: refuse it; it says how many of how many)")
+    g.add_argument('--data-weights', type=data_weights, default=None, help="sampling weight per dataset, comma-separated (default: "
+                   + "; ".join(f"{w} for {d}" for d, w in DEFAULT_DATA_WEIGHTS.items()) + "; else equal)")
+    g.add_argument('--augment', default=None, choices=['on', 'off'],
+                   help=f"flips + color augmentation, as LoRAT trains ({by_recipe('augment')}: from scratch on the synthetic "
+                        "world color is what tells the target from its look-alikes)")
+    g.add_argument('--val-samples', type=lorat.nonneg_int, default=None, help=f"held-out pairs validated each epoch "
+                                                                               f"({by_recipe('val_samples')})")
+    g.add_argument('--seed', type=lorat.seed_int, default=0, help="the seed of the training pairs, the initial weights and drop path "
+                                                             "(default %(default)s)")
+
+
+def optimization_flags(g):
+    g.add_argument('--epochs', type=lorat.positive_int, default=None,
+                   help=f"{by_recipe('epochs')}; {GOT10K_EPOCHS} with LoRAT's on --data got10k (the GOT-10k protocol)")
+    g.add_argument('--samples-per-epoch', type=lorat.positive_int, default=None, help=by_recipe('samples_per_epoch'))
+    g.add_argument('--batch-size', type=lorat.positive_int, default=None, help="global batch, over all ranks and micro-steps "
+                   f"({by_recipe('batch_size')}; --benchmark: 16 on a GPU, 2 on the CPU)")
+    g.add_argument('--accum', type=lorat.positive_int, default=1, help="gradient accumulation steps (batch 16 x 8 = 128) "
+                                                                        "(default %(default)s)")
+    g.add_argument('--lr', type=lorat.positive_float, default=None, help=f"peak learning rate ({by_recipe('lr')})")
+    g.add_argument('--warmup-epochs', type=lorat.nonneg_float, default=None, help=by_recipe('warmup_epochs'))
+    g.add_argument('--weight-decay', type=lorat.nonneg_float, default=None, help=by_recipe('weight_decay'))
+    g.add_argument('--clip', type=lorat.positive_float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
+    g.add_argument('--layer-decay', type=lorat.unit_float, default=None, help="layer-wise lr decay (default 0.7 when full "
+                                                                               "fine-tuning, else 1.0: none)")
+
+
+def machinery_flags(g):
+    g.add_argument('--dtype', default=None, help="fp32, bf16 or fp16 (autocast; default bf16 on CUDA, fp16 with loss "
+                                                 "scaling on a GPU without bf16, fp32 on the CPU)")
+    g.add_argument('--device', default=None, help="cpu, cuda or cuda:N (default: cuda if available; under torchrun "
+                                                  "each rank takes cuda:LOCAL_RANK)")
+    g.add_argument('--deterministic', action='store_true', help="deterministic CUDA kernels (PyTorch's deterministic "
+                                                                "algorithms, a fixed cuBLAS workspace): exact resume on GPUs, slower")
+    g.add_argument('--workers', type=lorat.nonneg_int, default=None, help="DataLoader workers per rank (default: 1 on the "
+                                                                          "CPU; on GPUs the node's cores over its ranks, at most 8)")
+    g.add_argument('--threads', type=lorat.positive_int, default=None, help="CPU threads per rank (default: its share of the cores)")
+    g.add_argument('--out', default='runs', help="runs folder: OUT/<name>/{ckpt.pt,log.jsonl,export.pt} (default %(default)s)")
+    g.add_argument('--name', default=None, help="run name (default: date-time and size)")
+    g.add_argument('--resume', default=None, help="run folder or ckpt.pt to continue exactly")
+    g.add_argument('--ckpt-every', type=lorat.nonneg_int, default=0, help="checkpoint every N steps too "
+                                                                          "(default %(default)s: at each epoch's end only)")
+    g.add_argument('--export', action=argparse.BooleanOptionalAction, default=True,
+                   help="end with export.pt, LoRA merged into the weights, what track.py and evaluate.py load (default: yes)")
+    g.add_argument('--log-every', type=lorat.positive_int, default=10, help="the progress line every N steps (default "
+                                                                             "%(default)s); log.jsonl has a line per step")
+    g.add_argument('--kill-at', type=lorat.positive_int, default=None, help="testing: SIGKILL this process once step N is "
+                                                                            "logged (and checkpointed, at an epoch's end)")
+    g.add_argument('--interrupt-at', type=lorat.positive_int, default=None, help=argparse.SUPPRESS)  # testing: Ctrl-C in step N
+    g.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
+    g.add_argument('--bench-steps', type=lorat.positive_int, default=5, help="timed steps per mode (default %(default)s)")
+    g.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
+
+
+def parse_args(argv=None):
+    p = parser()
     args = p.parse_args(argv)
-    if args.dtype is not None and args.dtype not in DTYPES:
-        raise SystemExit(f"error: --dtype {args.dtype}: choose one of {', '.join(DTYPES)}")
+    if args.dtype is not None and args.dtype not in lorat.DTYPES:
+        p.error(f"--dtype {args.dtype}: choose one of {', '.join(lorat.DTYPES)}")
     if args.scratch and args.weights:
-        raise SystemExit("error: --scratch trains from random init and --weights names a backbone to adapt: give one of them")
+        p.error("--scratch trains from random init and --weights names a backbone to adapt: give one of them")
+    return with_recipe(args)
+
+
+def with_recipe(args):
+    """The flags not given that depend on the case, set: the data of the size, the optimization of the recipe
+    (RECIPES), the clip and layer decay of full fine-tuning, --benchmark's batch."""
     if args.benchmark and args.batch_size is None:  # B-224's batch that fits anywhere
         args.batch_size = 16 if torch.cuda.is_available() else 2
     args.data = args.data or DEFAULT_DATA.get(args.size, PAPER_MIX)
     args.data_weights = args.data_weights or DEFAULT_DATA_WEIGHTS.get(args.data)
-    case = 'scratch' if args.scratch else 'lorat-cpu' if args.size == 'T' else 'lorat'
+    case = recipe_of(args)
     if case == 'lorat' and args.data == 'got10k' and args.epochs is None:
         args.epochs = GOT10K_EPOCHS
     for key, value in RECIPES[case].items():
@@ -248,7 +299,7 @@ def data_root(args, names):
     on_disk = [n for n in names if not n.startswith('synthetic')]
     if root is None and on_disk:
         folders = ', '.join(f"{data.DATASETS[n]}/" for n in on_disk if data.DATASETS.get(n))
-        raise SystemExit(f"error: --data {','.join(names)} reads datasets from disk, and no data root is given: pass "
+        raise ValueError(f"--data {','.join(names)} reads datasets from disk, and no data root is given: pass "
                          f"--data-root DIR or set LORAT_DATA=DIR" + (f", DIR holding {folders}" if folders else '')
                          + " (--data synthetic needs none)")
     return root
@@ -259,7 +310,7 @@ def open_datasets(args, split):
     root = data_root(args, names)
     weights = [float(w) for w in args.data_weights.split(',')] if args.data_weights else [1.0] * len(names)
     if len(weights) != len(names):
-        raise SystemExit(f"error: --data-weights has {len(weights)} values for {len(names)} datasets")
+        raise ValueError(f"--data-weights has {len(weights)} values for {len(names)} datasets")
     # in LoRAT's mix GOT-10k contributes its VOT-excluded part; the GOT-10k protocol trains on all of it
     split_of = lambda n: ('vot_' + split) if n == 'got10k' and len(names) > 1 else split
     sets = [data.open_dataset(n, root, split=split_of(n), partial=args.partial) for n in names]
@@ -432,31 +483,31 @@ def load_checkpoint(path, model, args):
     """The checkpoint to resume from, after checking it was made by this model and recipe."""
     path = os.path.join(path, 'ckpt.pt') if os.path.isdir(path) else path
     if not os.path.isfile(path):
-        raise SystemExit(f"error: --resume {path}: no such checkpoint")
+        raise FileNotFoundError(f"--resume {path}: no such checkpoint")
     try:
         ckpt = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e:  # truncated, overwritten, not a checkpoint at all
-        raise SystemExit(f"error: --resume {path}: the file is damaged or not a checkpoint ({type(e).__name__}): "
+        raise ValueError(f"--resume {path}: the file is damaged or not a checkpoint ({type(e).__name__}): "
                          f"resume from a good copy, or start a new run") from None
     if not isinstance(ckpt, dict) or not {'config', 'model', 'optimizer', 'step', 'rng', 'args'} <= set(ckpt):
-        raise SystemExit(f"error: --resume {path}: not a train.py ckpt.pt (an export.pt holds no optimizer state): "
+        raise ValueError(f"--resume {path}: not a train.py ckpt.pt (an export.pt holds no optimizer state): "
                          f"resume from the run folder")
     if ckpt.get('weights_sha256') and args.weights_sha256 and ckpt['weights_sha256'] != args.weights_sha256:
-        raise SystemExit(f"error: cannot resume {path}: its backbone {args.weights} has changed since "
+        raise ValueError(f"cannot resume {path}: its backbone {args.weights} has changed since "
                          f"(sha256 {args.weights_sha256[:16]}... vs {ckpt['weights_sha256'][:16]}...)")
     theirs, ours = ckpt['config'], asdict(model.cfg)
     diff = [f"{k} {theirs.get(k)} vs {ours[k]}" for k in ours if theirs.get(k) != ours[k]]
     if diff:
-        raise SystemExit(f"error: cannot resume {path}: it holds a {theirs['size']}-{theirs['res']} model and this run "
+        raise ValueError(f"cannot resume {path}: it holds a {theirs['size']}-{theirs['res']} model and this run "
                          f"builds {ours['size']}-{ours['res']} ({', '.join(diff[:4])}): pass the run's own flags")
     diff = [f"--{k.replace('_', '-')} {ckpt['args'].get(k)} vs {getattr(args, k)}" for k in SAME_ON_RESUME
             if ckpt['args'].get(k) != getattr(args, k)]
     if diff:
-        raise SystemExit(f"error: cannot resume {path} exactly: it was trained with other flags ({', '.join(diff)})")
+        raise ValueError(f"cannot resume {path} exactly: it was trained with other flags ({', '.join(diff)})")
     return path, ckpt
 
 # -----------------------------------------------------------------------------
-# Training
+# Machinery: ranks, devices, threads, loader workers, the flags checked
 
 
 def default_threads(local_world, busy_loader=False):
@@ -502,15 +553,6 @@ def loader_is_busy(data_s, model_s, cores, workers):
     return load > 0.5
 
 
-def default_dtype(device):
-    """fp32 on the CPU; on a GPU bf16 where it is in hardware (Ampere and later), else fp16 with loss scaling.
-    Emulated bf16 does not count (a V100 or T4 would run it slowly). Asks about the current GPU: call after
-    torch.cuda.set_device."""
-    if device == 'cpu':
-        return 'fp32'
-    return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
-
-
 def default_workers(device, local_world):
     """DataLoader workers per rank. On CUDA the data pipeline gets the cores of this node, shared by the
     ranks on it (LOCAL_WORLD_SIZE, not the world size of all nodes); on the CPU one worker makes data."""
@@ -532,9 +574,9 @@ def setup(args):
         torch.cuda.set_device(device)  # first: whatever asks "the current GPU" must not open a context on GPU 0
     elif args.threads:
         torch.set_num_threads(args.threads)  # else chosen in train(), once the loader's work can be measured
-    args.dtype = args.dtype or default_dtype(device)
+    args.dtype = args.dtype or lorat.default_dtype(device, training=True)
     if args.dtype == 'fp16' and device == 'cpu':
-        raise SystemExit("error: --dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
+        raise ValueError("--dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
     if ddp:
         # rank 0 writes checkpoints while the others wait in the next collective: give it time
         dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo', timeout=datetime.timedelta(minutes=60))
@@ -550,10 +592,10 @@ def resolve_weights(args, local_rank):
         return args.weights
     if args.weights:
         if os.path.isdir(args.weights):
-            raise SystemExit(f"error: --weights {args.weights} is a folder: give the backbone file (DINOv2's layout) in it")
+            raise IsADirectoryError(f"--weights {args.weights} is a folder: give the backbone file (DINOv2's layout) in it")
         if not os.path.isfile(args.weights):
-            raise SystemExit(f"error: --weights {args.weights}: no such file (the DINOv2 backbone, e.g. "
-                             f"dinov2_vitl14_pretrain.pth from github.com/facebookresearch/dinov2)")
+            raise FileNotFoundError(f"--weights {args.weights}: no such file (the DINOv2 backbone, e.g. "
+                                    f"dinov2_vitl14_pretrain.pth from github.com/facebookresearch/dinov2)")
         return os.path.abspath(args.weights)
     path = lorat.default_backbone(args.size, download=local_rank == 0)
     while not os.path.isfile(path):  # not a collective: a long download cannot time out the other ranks
@@ -562,15 +604,15 @@ def resolve_weights(args, local_rank):
 
 
 def check(args, world):
-    # an unknown size, resolution or option: one line before any heavy work (main prints the ValueError)
+    """What the flags cannot say alone, checked before any heavy work: a ValueError (main prints it as one line)."""
     lorat.make_config(args.size, args.res, head=args.head, pos_emb=args.pos_emb, lora_init=args.lora_init)
     if args.batch_size % (args.accum * world):
-        raise SystemExit(f"error: --batch-size {args.batch_size} is not divisible by --accum {args.accum} x {world} ranks")
+        raise ValueError(f"--batch-size {args.batch_size} is not divisible by --accum {args.accum} x {world} ranks")
     if args.samples_per_epoch < args.batch_size:
-        raise SystemExit(f"error: --samples-per-epoch {args.samples_per_epoch} is smaller than --batch-size {args.batch_size}")
+        raise ValueError(f"--samples-per-epoch {args.samples_per_epoch} is smaller than --batch-size {args.batch_size}")
     names = [n.strip() for n in args.data.split(',')]
     if args.data_weights and len(args.data_weights.split(',')) != len(names):
-        raise SystemExit(f"error: --data-weights {args.data_weights} has {len(args.data_weights.split(','))} values for "
+        raise ValueError(f"--data-weights {args.data_weights} has {len(args.data_weights.split(','))} values for "
                          f"the {len(names)} datasets of --data {args.data}: give one weight per dataset")
     if not args.resume:
         lorat.check_writable(args.out, '--out', folder=True)
@@ -590,17 +632,71 @@ def refuse_existing_run(run_dir):
         state = f"a finished run ({last['step']} steps)" if last.get('done') else f"a run stopped at step {last.get('step')}"
     except (OSError, ValueError, IndexError, KeyError):
         pass
-    raise SystemExit(f"error: {run_dir} already holds {state}: continue it with --resume {run_dir}, or give another --name "
-                     f"(a new run never overwrites one)")
+    raise FileExistsError(f"{run_dir} already holds {state}: continue it with --resume {run_dir}, or give another --name "
+                          f"(a new run never overwrites one)")
 
 
-def train(args, argv=None):
+# -----------------------------------------------------------------------------
+# A run, step by step: `train` (the last function) calls these top to bottom
+
+
+@dataclass
+class Run:
+    """A started run: what its steps read. `start` makes it; the loop advances `step`."""
+    args: argparse.Namespace
+    ddp: bool  # under torchrun: this process is rank `rank` of `world`, one GPU each
+    rank: int
+    world: int
+    device: str
+    model: torch.nn.Module  # what the steps call: under DDP, raw_model's wrapper
+    raw_model: torch.nn.Module  # the LoRAT itself: what is validated, checkpointed and exported
+    mode: str  # 'lora' or 'full'
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # fp16's loss scaling; a pass-through otherwise
+    ctx: contextlib.AbstractContextManager  # autocast to --dtype; off for fp32: one loop for every dtype
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    run_dir: str = ''
+    step: int = 0  # steps done
+
+    def say(self, *text):
+        if self.rank == 0:  # one rank speaks for all
+            print(*text)
+
+
+def start(args):
+    """All that comes before the first step: the ranks, the flags checked, the data opened, the model and its
+    optimizer made and, with --resume, restored. -> the Run, its training and validation pairs (None: no held-out
+    split), and the thread count of the run resumed (None: a new run)"""
     ddp, rank, world, local_rank, device = setup(args)
-    master = rank == 0
     check(args, world)
-    say = print if master else (lambda *a, **k: None)
     train_sets, weights = open_datasets(args, 'train')  # first: a bad name or root fails before any heavy work
     val_seqs = open_validation(args)
+    model, mode = model_of_run(args, device, local_rank, rank == 0)
+    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=args.lr,
+                                  betas=(0.9, 0.999), fused=True)  # one kernel for all tensors, CUDA and CPU
+    # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; off, it passes through
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=args.dtype == 'fp16')
+    ctx = torch.autocast(torch.device(device).type, dtype=lorat.DTYPES[args.dtype], enabled=args.dtype != 'fp32')
+    steps_per_epoch = args.samples_per_epoch // args.batch_size
+    run = Run(args, ddp, rank, world, device, model, model, mode, optimizer, scaler, ctx, steps_per_epoch,
+              total_steps=args.epochs * steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch))
+    threads = resume(run)
+    if ddp:
+        run.model = DDP(model, device_ids=[int(device.split(':')[1])] if device.startswith('cuda') else None)
+    train_set = pairs(train_sets, weights, model.cfg, args.samples_per_epoch, args.seed, augment=args.augment == 'on')
+    val_set = None
+    if val_seqs and args.val_samples:
+        val_set = pairs([val_seqs], [1.0], model.cfg, args.val_samples, args.seed + 1, augment=False)
+    else:
+        run.say("no validation: no held-out split among --data (synthetic or got10k have one)")
+    return run, train_set, val_set, threads
+
+
+def model_of_run(args, device, local_rank, master):
+    """The model on its device, built on the run's backbone (resolved, and recorded by absolute path and sha256),
+    with the same initial weights on every rank. -> model, mode"""
     args.weights = resolve_weights(args, local_rank)
     local_file = args.weights and not args.weights.startswith(('http://', 'https://'))
     args.weights_sha256 = lorat.file_sha256(args.weights) if master and local_file else None  # recorded in ckpt.pt
@@ -608,181 +704,263 @@ def train(args, argv=None):
     model, mode = build(args)
     model.grad_checkpoint = args.grad_checkpoint
     model.to(device)
-    cfg = model.cfg
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
-    if args.weights:
-        say(f"{mode}: training {n_train / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters on the backbone {args.weights}")
-    else:
-        say(f"--scratch: no pretrained backbone, so all {n_all / 1e6:.2f}M parameters are trained from scratch")
-    optimizer = torch.optim.AdamW(param_groups(model, args.weight_decay, args.layer_decay), lr=args.lr,
-                                  betas=(0.9, 0.999), fused=True)  # one kernel for all tensors, CUDA and CPU
-    # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; off, it passes through
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=args.dtype == 'fp16')
-    steps_per_epoch = args.samples_per_epoch // args.batch_size
-    total_steps, warmup_steps = args.epochs * steps_per_epoch, round(args.warmup_epochs * steps_per_epoch)
+    if master and args.weights:
+        print(f"{mode}: training {n_train / 1e6:.2f}M of {n_all / 1e6:.1f}M parameters on the backbone {args.weights}")
+    elif master:
+        print(f"--scratch: no pretrained backbone, so all {n_all / 1e6:.2f}M parameters are trained from scratch")
+    return model, mode
 
-    step, rngs = 0, None
+
+def resume(run):
+    """Where the run starts: step 0 in a new run folder, or the step of --resume's checkpoint with its tensors,
+    optimizer, loss scaler and RNG states, its log cut back to that step. -> the thread count the resumed run had"""
+    args, rngs, threads = run.args, None, None
     if args.resume:
-        path, ckpt = load_checkpoint(args.resume, model, args)
-        lorat.copy_tensors(model, ckpt['model'], path)
-        optimizer.load_state_dict(ckpt['optimizer'])
+        path, ckpt = load_checkpoint(args.resume, run.raw_model, args)
+        lorat.copy_tensors(run.raw_model, ckpt['model'], path)
+        run.optimizer.load_state_dict(ckpt['optimizer'])
         if ckpt.get('scaler'):
-            scaler.load_state_dict(ckpt['scaler'])
-        step, rngs = ckpt['step'], ckpt['rng']
-        run_dir = os.path.dirname(os.path.abspath(path))
-        say(f"resuming {path} at step {step}")
+            run.scaler.load_state_dict(ckpt['scaler'])
+        run.step, rngs, threads = ckpt['step'], ckpt['rng'], ckpt['args'].get('threads')
+        run.run_dir = os.path.dirname(os.path.abspath(path))
+        run.say(f"resuming {path} at step {run.step}")
     else:
+        cfg = run.raw_model.cfg
         name = args.name or time.strftime('%Y%m%d-%H%M%S') + f'-{cfg.size}{cfg.res}'
-        run_dir = os.path.abspath(os.path.join(args.out, name))
-    torch.manual_seed(args.seed + rank)  # drop path differs across ranks, like any other noise
-    if rngs is not None and len(rngs) == world:
-        set_rng_state(rngs[rank])
-    log_path = os.path.join(run_dir, 'log.jsonl')
-    if master:
-        os.makedirs(run_dir, exist_ok=True)
-        if args.resume and os.path.exists(log_path):  # forget what the killed run logged after its checkpoint
-            with open(log_path) as f:
-                kept = [line for line in f if json.loads(line).get('step', 0) <= step]
-            with open(log_path, 'w') as f:
-                f.writelines(kept)
-    raw_model = model
-    if ddp:
-        model = DDP(model, device_ids=[int(device.split(':')[1])] if device.startswith('cuda') else None)
+        run.run_dir = os.path.abspath(os.path.join(args.out, name))
+    torch.manual_seed(args.seed + run.rank)  # drop path differs across ranks, like any other noise
+    if rngs is not None and len(rngs) == run.world:
+        set_rng_state(rngs[run.rank])
+    if run.rank == 0:
+        os.makedirs(run.run_dir, exist_ok=True)
+        if args.resume:
+            forget_after(os.path.join(run.run_dir, 'log.jsonl'), run.step)
+    return threads
 
-    train_set = pairs(train_sets, weights, cfg, args.samples_per_epoch, args.seed, augment=args.augment == 'on')
-    val_set = None
-    if val_seqs and args.val_samples:
-        val_set = pairs([val_seqs], [1.0], cfg, args.val_samples, args.seed + 1, augment=False)
-    else:
-        say("no validation: no held-out split among --data (synthetic or got10k have one)")
+
+def forget_after(log_path, step):
+    """A resumed run's log.jsonl keeps its lines up to the checkpoint's step: the run that was killed went further."""
+    if os.path.exists(log_path):
+        with open(log_path) as f:
+            kept = [line for line in f if json.loads(line).get('step', 0) <= step]
+        with open(log_path, 'w') as f:
+            f.writelines(kept)
+
+
+def loader(run, train_set, resumed_threads):
+    """This rank's micro-batches from the run's step on (StepSampler), made by the loader's workers; on the CPU first
+    the model's thread count. -> an iterator of micro-batches, the number of workers"""
+    args, device = run.args, run.device
     local_world = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
     workers = args.workers if args.workers is not None else default_workers(device, local_world)
     if device == 'cpu':
         # the thread count changes the rounding of the model's sums: a resumed run keeps the one it had
-        args.threads = (args.threads or (ckpt['args'].get('threads') if args.resume else None)
+        args.threads = (args.threads or resumed_threads
                         or default_threads(local_world, workers > 0 and loader_is_busy(
-                            *sample_costs(train_set, raw_model), lorat.available_cpus() // local_world, workers)))
+                            *sample_costs(train_set, run.raw_model), lorat.available_cpus() // local_world, workers)))
         torch.set_num_threads(args.threads)
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_sampler=StepSampler(step, total_steps, steps_per_epoch, args.samples_per_epoch,
-                                             args.batch_size, args.accum, rank, world),
-        num_workers=workers, pin_memory=device.startswith('cuda'), worker_init_fn=ignore_ctrl_c,
-        generator=torch.Generator())  # its own generator: creating the loader must not draw from the global RNG
-    batches = iter(loader)
+    sampler = StepSampler(run.step, run.total_steps, run.steps_per_epoch, args.samples_per_epoch, args.batch_size,
+                          args.accum, run.rank, run.world)
+    return iter(torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, num_workers=workers, pin_memory=device.startswith('cuda'),
+        worker_init_fn=ignore_ctrl_c,
+        generator=torch.Generator())), workers  # its own generator: making the loader draws nothing from the global RNG
 
-    ctx = torch.autocast(torch.device(device).type, dtype=DTYPES[args.dtype], enabled=args.dtype != 'fp32')
-    groups, params = grad_groups(raw_model), [p for p in raw_model.parameters() if p.requires_grad]
-    say(f"{cfg.size}-{cfg.res} on {args.data}: {args.epochs} epochs x {steps_per_epoch} steps of {args.batch_size} "
-        f"({world} ranks x {args.accum} micro-steps), lr {args.lr:g}, {args.dtype} on {device}"
-        + (f" ({args.threads} threads + {workers} loader workers)" if device == 'cpu' else '') + f"; run folder {run_dir}")
-    log = open(log_path, 'a') if master else None
-    stop = CtrlC()
-    t0, first, waited, pending = time.time(), step, 0.0, []  # pending: steps not yet read from the device
-    while step < total_steps:
-        lr = get_lr(step, total_steps, warmup_steps, args.lr)
-        for group in optimizer.param_groups:
-            group['lr'] = lr * group['lr_scale']
-        tick = time.perf_counter()
-        micro = [next(batches) for _ in range(args.accum)]
-        data_wait = time.perf_counter() - tick  # the model idles while the loader has no batch ready
-        # Nothing below reads the device until a log step: no .item(), no data-dependent shape, no copy of
-        # pageable memory to the GPU (which waits for the queue), so a GPU never idles waiting for Python.
-        micro = [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in micro]
-        # the loss is normalized by the positives of the whole global batch, as if it were one batch
-        num_pos = sum(lorat.positive_cells(b['x_box'], cfg.search_grid).sum() for b in micro).float()
-        if ddp:
-            dist.all_reduce(num_pos)
-        stats = torch.zeros(4, device=device)  # loss, cls, reg, iou
-        for m, b in enumerate(micro):
-            # sync gradients only on the last micro-step: the others just add to the local .grad
-            sync = model.no_sync() if ddp and m < args.accum - 1 else contextlib.nullcontext()
-            with sync:
-                with ctx:
-                    score, boxes = model(b['z'], b['x'], b['z_mask'])
-                # DDP averages gradients over ranks, so each rank's share is scaled back up by world
-                loss, parts = lorat.lorat_loss(score, boxes, b['x_box'], num_pos_fn=lambda n: num_pos / world)
-                scaler.scale(loss).backward()
-            stats += torch.stack([loss.detach(), parts['cls'], parts['reg'], parts['iou'] / args.accum])
-        scaler.unscale_(optimizer)  # the logged norms and the clip see the true gradients
-        norms = torch.stack([grad_norm(ps) for ps in groups.values()])  # (G,), on the device
-        total_norm = torch.nn.utils.clip_grad_norm_(params, args.clip)  # a device tensor (foreach on CUDA)
-        scaler.step(optimizer)  # fp16: skipped when a gradient overflowed (a host sync: fp16 only)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        if args.interrupt_at == step:  # testing: a user's Ctrl-C, at a known step
-            os.kill(os.getpid(), signal.SIGINT)
-        # the 5th number: did anyone press Ctrl-C? Summed over ranks, so that all of them stop at one step
-        stats = torch.cat([stats, torch.full((1,), float(stop.requested), device=device)])
-        if ddp:
-            dist.all_reduce(stats)
-            stats /= world
-        pending.append((dict(step=step, epoch=step / steps_per_epoch, lr=lr, step_s=time.perf_counter() - tick,
-                             data_wait_s=data_wait), torch.cat([stats, total_norm[None], norms])))
-        waited += data_wait
-        epoch_end = step % steps_per_epoch == 0
-        ckpt_step = epoch_end or step == total_steps or (args.ckpt_every and step % args.ckpt_every == 0)
-        # Under DDP a Ctrl-C is agreed on at the next log step (each rank reads the summed flag there);
-        # alone, this process knows at once.
-        if not (ckpt_step or step % args.log_every == 0 or (stop.requested and not ddp) or args.kill_at == step):
-            continue
-        # a log step: one device-to-host copy for every step since the last one
-        values = torch.stack([v for _, v in pending]).tolist()
+
+def train_step(run, batches, groups, params):
+    """One optimizer step on this rank's share of the next global batch, in --accum micro-steps: forward, loss,
+    backward, the gradient norms the log keeps, clipping, AdamW. -> (loss, cls, reg, iou) and (total gradient norm,
+    each group's), device tensors; the seconds spent waiting for the loader"""
+    args, model = run.args, run.model
+    tick = time.perf_counter()
+    micro = [next(batches) for _ in range(args.accum)]
+    data_wait = time.perf_counter() - tick  # the model idles while the loader has no batch ready
+    # Nothing below reads the device: no .item(), no data-dependent shape, no copy of pageable memory to the
+    # GPU (which waits for the queue), so a GPU never idles waiting for Python.
+    micro = [{k: v.to(run.device, non_blocking=True) for k, v in b.items()} for b in micro]
+    # the loss is normalized by the positives of the whole global batch, as if it were one batch
+    num_pos = sum(lorat.positive_cells(b['x_box'], run.raw_model.cfg.search_grid).sum() for b in micro).float()
+    if run.ddp:
+        dist.all_reduce(num_pos)
+    stats = torch.zeros(4, device=run.device)  # loss, cls, reg, iou
+    for m, b in enumerate(micro):
+        # sync gradients only on the last micro-step: the others just add to the local .grad
+        sync = model.no_sync() if run.ddp and m < args.accum - 1 else contextlib.nullcontext()
+        with sync:
+            with run.ctx:
+                score, boxes = model(b['z'], b['x'], b['z_mask'])
+            # DDP averages gradients over ranks, so each rank's share is scaled back up by world
+            loss, parts = lorat.lorat_loss(score, boxes, b['x_box'], num_pos_fn=lambda n: num_pos / run.world)
+            run.scaler.scale(loss).backward()
+        stats += torch.stack([loss.detach(), parts['cls'], parts['reg'], parts['iou'] / args.accum])
+    run.scaler.unscale_(run.optimizer)  # the logged norms and the clip see the true gradients
+    norms = torch.stack([grad_norm(ps) for ps in groups.values()])  # (G,), on the device
+    total_norm = torch.nn.utils.clip_grad_norm_(params, args.clip)  # a device tensor (foreach on CUDA)
+    run.scaler.step(run.optimizer)  # fp16: skipped when a gradient overflowed (a host sync: fp16 only)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    return stats, torch.cat([total_norm[None], norms]), data_wait
+
+
+class Log:
+    """log.jsonl, a line per step (rank 0 writes it), and the progress line. A step's numbers stay on the device
+    until a log step reads all the steps since the last one in one copy (`read`): on a GPU a read waits for the
+    queue to drain."""
+
+    def __init__(self, path, groups, master, first_step):
+        self.file = open(path, 'a') if master else None
+        self.groups, self.pending = list(groups), []  # pending: (a step's record, its numbers on the device)
+        self.t0, self.first, self.waited = time.time(), first_step, 0.0
+
+    def add(self, record, numbers):
+        """numbers: loss, cls, reg, iou, the stop flag, the total gradient norm, each group's norm."""
+        self.pending.append((record, numbers))
+        self.waited += record['data_wait_s']
+
+    def read(self):
+        """-> the pending steps as records, and whether a rank asked to stop (the last step's flag)."""
+        values = torch.stack([v for _, v in self.pending]).tolist()
         records = [dict(r, loss=v[0], cls=v[1], reg=v[2], iou=v[3], grad_norm=v[5],
-                        **{f'grad_norm/{g}': n for g, n in zip(groups, v[6:])}) for (r, _), v in zip(pending, values)]
-        pending, stopping = [], values[-1][4] > 0
-        record = records[-1]
-        loss, cls, reg, iou, total_norm = (record[k] for k in ('loss', 'cls', 'reg', 'iou', 'grad_norm'))
-        if epoch_end and val_set is not None:
-            record['val_iou'] = validate(raw_model, val_set, device, ctx, rank, world)
-        if master:
-            log.writelines(json.dumps(r) + '\n' for r in records)
-            log.flush()
-        if master and (step % args.log_every == 0 or epoch_end or step == total_steps):
-            elapsed = time.time() - t0
-            sps = (step - first) * args.batch_size / elapsed
-            eta = (total_steps - step) * args.batch_size / sps
-            say(f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) ep {step / steps_per_epoch:.2f} | "
-                f"loss {loss:.3f} (cls {cls:.3f} reg {reg:.3f}) iou {iou:.3f} | lr {lr:.2e} | gnorm {total_norm:.2f} | "
-                f"{sps:.0f} samples/s, {100 * waited / elapsed:.0f}% waiting for data | ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
-        if 'val_iou' in record:
-            say(f"epoch {step // steps_per_epoch}: held-out mean IoU {record['val_iou']:.3f}")
-        if ckpt_step or stopping:
-            rngs = [rng_state()]
-            if ddp:
-                rngs = [None] * world
-                dist.all_gather_object(rngs, rng_state())
-            if master:
-                save_checkpoint(run_dir, raw_model, optimizer, scaler, step, args, rngs)
-        if args.kill_at == step:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if stopping:
-            say(f"stopped at step {step}/{total_steps}; checkpoint: {os.path.join(run_dir, 'ckpt.pt')}\n"
-                f"resume with: {resume_command(argv, run_dir, world)}")
-            if ddp:
-                dist.destroy_process_group()
-            raise SystemExit(130)  # the shell's code for a run ended by Ctrl-C
-    stop.restore()
+                        **{f'grad_norm/{g}': n for g, n in zip(self.groups, v[6:])})
+                   for (r, _), v in zip(self.pending, values)]
+        self.pending = []
+        return records, values[-1][4] > 0
 
+    def write(self, records):
+        if self.file:
+            self.file.writelines(json.dumps(r) + '\n' for r in records)
+            self.file.flush()
+
+    def progress(self, record, total_steps, steps_per_epoch, batch_size):
+        """The progress line at the step of `record`: its numbers, the samples/s since this process started, the ETA."""
+        step, elapsed = record['step'], time.time() - self.t0
+        sps = (step - self.first) * batch_size / elapsed
+        eta = (total_steps - step) * batch_size / sps
+        return (f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) ep {step / steps_per_epoch:.2f} | "
+                f"loss {record['loss']:.3f} (cls {record['cls']:.3f} reg {record['reg']:.3f}) iou {record['iou']:.3f} | "
+                f"lr {record['lr']:.2e} | gnorm {record['grad_norm']:.2f} | {sps:.0f} samples/s, "
+                f"{100 * self.waited / elapsed:.0f}% waiting for data | ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
+
+
+def report(run, log, val_set, epoch_end):
+    """A log step: the steps since the last one read and logged (at an epoch's end with the held-out IoU, which
+    every rank helps to measure), and the progress line. -> whether a rank asked to stop"""
+    records, stopping = log.read()
+    record, step = records[-1], run.step
+    if epoch_end and val_set is not None:
+        record['val_iou'] = validate(run.raw_model, val_set, run.device, run.ctx, run.rank, run.world)
+    log.write(records)
+    if step % run.args.log_every == 0 or epoch_end or step == run.total_steps:
+        run.say(log.progress(record, run.total_steps, run.steps_per_epoch, run.args.batch_size))
+    if 'val_iou' in record:
+        run.say(f"epoch {step // run.steps_per_epoch}: held-out mean IoU {record['val_iou']:.3f}")
+    return stopping
+
+
+def checkpoint(run):
+    """ckpt.pt at this step, with the RNG states of every rank (gathered: every rank calls this)."""
+    rngs = [rng_state()]
+    if run.ddp:
+        rngs = [None] * run.world
+        dist.all_gather_object(rngs, rng_state())
+    if run.rank == 0:
+        save_checkpoint(run.run_dir, run.raw_model, run.optimizer, run.scaler, run.step, run.args, rngs)
+
+
+def fault_for_tests(args, step, log):
+    """The one seam of the exact-resume tests (tests/test_train.py), called between steps (`step`: the steps done).
+    --interrupt-at N presses Ctrl-C as step N starts: the run saves after step N and stops, as for a user's press.
+    --kill-at N sends SIGKILL once step N is logged and checkpointed as usual, its log lines written: they lie past
+    the checkpoint, and the resumed run must forget them."""
+    if args.interrupt_at == step + 1:
+        os.kill(os.getpid(), signal.SIGINT)
+    if args.kill_at == step:
+        if log.pending:
+            log.write(log.read()[0])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stopped(run, argv):
+    """After a Ctrl-C's checkpoint: how to resume, and the shell's status of a run ended by Ctrl-C (130)."""
+    run.say(f"stopped at step {run.step}/{run.total_steps}; checkpoint: {os.path.join(run.run_dir, 'ckpt.pt')}\n"
+            f"resume with: {resume_command(argv, run.run_dir, run.world)}")
+    if run.ddp:
+        dist.destroy_process_group()
+    raise SystemExit(130)
+
+
+def finish(run, log):
+    """The end of the run: every rank's weights compared, the log's last line, ckpt.pt if this process wrote none,
+    and the merged export."""
     # every rank must end with the same weights; a mismatch means a broken gradient sync
-    digest = hashlib.sha1(b''.join(v.float().cpu().numpy().tobytes() for v in lorat.trainable_state_dict(raw_model).values())).hexdigest()
+    trained = lorat.trainable_state_dict(run.raw_model).values()
+    digest = hashlib.sha1(b''.join(v.float().cpu().numpy().tobytes() for v in trained)).hexdigest()
     digests = [digest]
-    if ddp:
-        digests = [None] * world
+    if run.ddp:
+        digests = [None] * run.world
         dist.all_gather_object(digests, digest)
         dist.destroy_process_group()  # no collective after this: rank 0's writing below cannot time out the others
-    if master:
-        log.write(json.dumps(dict(step=step, done=True, rank_hashes=digests, minutes=(time.time() - t0) / 60)) + '\n')
-        log.close()
-        ckpt = os.path.join(run_dir, 'ckpt.pt')
-        if not os.path.exists(ckpt):  # a resumed run that had nothing left to do
-            save_checkpoint(run_dir, raw_model, optimizer, scaler, step, args, [rng_state()])
-        say(f"checkpoint: {ckpt}" + (f" (only what was trained; its backbone is {args.weights})" if mode == 'lora' else ''))
-        del optimizer  # its state (2x the trained tensors) is not needed to export
-        if args.export:
-            say(f"merged export: {export(run_dir, raw_model)}")
-    return run_dir, raw_model
+    if run.rank != 0:
+        return
+    log.write([dict(step=run.step, done=True, rank_hashes=digests, minutes=(time.time() - log.t0) / 60)])
+    log.file.close()
+    ckpt = os.path.join(run.run_dir, 'ckpt.pt')
+    if not os.path.exists(ckpt):  # a resumed run that had nothing left to do
+        save_checkpoint(run.run_dir, run.raw_model, run.optimizer, run.scaler, run.step, run.args, [rng_state()])
+    backbone = f" (only what was trained; its backbone is {run.args.weights})" if run.mode == 'lora' else ''
+    run.say(f"checkpoint: {ckpt}{backbone}")
+    run.optimizer = None  # its state (2x the trained tensors) is not needed to export
+    if run.args.export:
+        run.say(f"merged export: {export(run.run_dir, run.raw_model)}")
+
+
+def train(args, argv=None):
+    """A run, top to bottom: start it (or resume it exactly), then optimizer steps until the schedule ends. Each step's
+    numbers reach log.jsonl at the next log step; a checkpoint is written at each epoch's end (and every --ckpt-every
+    steps); a Ctrl-C saves and stops. The end exports. -> run folder, model"""
+    run, train_set, val_set, threads = start(args)
+    batches, workers = loader(run, train_set, threads)
+    groups, params = grad_groups(run.raw_model), [p for p in run.raw_model.parameters() if p.requires_grad]
+    cfg = run.raw_model.cfg
+    run.say(f"{cfg.size}-{cfg.res} on {args.data}: {args.epochs} epochs x {run.steps_per_epoch} steps of {args.batch_size} "
+            f"({run.world} ranks x {args.accum} micro-steps), lr {args.lr:g}, {args.dtype} on {run.device}"
+            + (f" ({args.threads} threads + {workers} loader workers)" if run.device == 'cpu' else '')
+            + f"; run folder {run.run_dir}")
+    log = Log(os.path.join(run.run_dir, 'log.jsonl'), groups, run.rank == 0, run.step)
+    stop = CtrlC()
+    while True:
+        fault_for_tests(args, run.step, log)  # between steps, the last one's end too: the resume tests' one seam
+        if run.step >= run.total_steps:
+            break
+        lr = get_lr(run.step, run.total_steps, run.warmup_steps, args.lr)
+        for group in run.optimizer.param_groups:
+            group['lr'] = lr * group['lr_scale']
+        tick = time.perf_counter()
+        stats, norms, data_wait = train_step(run, batches, groups, params)
+        run.step += 1
+        # the 5th number: did anyone press Ctrl-C? Summed over ranks, so that all of them stop at one step
+        stats = torch.cat([stats, torch.full((1,), float(stop.requested), device=run.device)])
+        if run.ddp:
+            dist.all_reduce(stats)
+            stats /= run.world
+        log.add(dict(step=run.step, epoch=run.step / run.steps_per_epoch, lr=lr, step_s=time.perf_counter() - tick,
+                     data_wait_s=data_wait), torch.cat([stats, norms]))
+        epoch_end = run.step % run.steps_per_epoch == 0
+        ckpt_step = epoch_end or run.step == run.total_steps or (args.ckpt_every and run.step % args.ckpt_every == 0)
+        # Under DDP a Ctrl-C is agreed on at the next log step (each rank reads the summed flag there);
+        # alone, this process knows at once.
+        if not (ckpt_step or run.step % args.log_every == 0 or (stop.requested and not run.ddp)):
+            continue
+        stopping = report(run, log, val_set, epoch_end)
+        if ckpt_step or stopping:
+            checkpoint(run)
+        if stopping:
+            stopped(run, argv)
+    stop.restore()
+    finish(run, log)
+    return run.run_dir, run.raw_model
 
 # -----------------------------------------------------------------------------
 # The paper's training-efficiency comparison: LoRA vs full fine-tuning, same batch
@@ -813,9 +991,9 @@ def benchmark_mode(args):
         torch.cuda.set_device(device)
     elif args.threads:
         torch.set_num_threads(args.threads)
-    dtype = args.dtype or default_dtype(device)
+    dtype = args.dtype or lorat.default_dtype(device, training=True)
     if dtype == 'fp16' and not cuda:
-        raise SystemExit("error: --dtype fp16 is for GPUs without bf16; on the CPU use fp32 or bf16")
+        raise ValueError("--dtype fp16 is for GPUs without bf16; on the CPU use fp32 or bf16")
     torch.manual_seed(0)
     lora = args.bench_mode == 'lora'
     with torch.device(device):  # initialized where it runs: a ViT-g drawn on the CPU takes minutes
@@ -828,7 +1006,7 @@ def benchmark_mode(args):
     x = torch.randn(B, 3, cfg.search_size, cfg.search_size, device=device)
     z_mask = torch.zeros(B, cfg.template_grid, cfg.template_grid, dtype=torch.long, device=device)
     gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(B, 1)
-    ctx = torch.autocast(torch.device(device).type, dtype=DTYPES[dtype], enabled=dtype != 'fp32')
+    ctx = torch.autocast(torch.device(device).type, dtype=lorat.DTYPES[dtype], enabled=dtype != 'fp32')
     sync = torch.cuda.synchronize if cuda else (lambda: None)  # CUDA runs behind Python: wait for it
     mode = args.bench_mode + (' + ckpt' if args.grad_checkpoint else '')
     try:
@@ -901,7 +1079,7 @@ def benchmark(args):
         env = {**os.environ, 'MALLOC_MMAP_THRESHOLD_': '65536'}
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if out.returncode:
-            raise SystemExit(f"error: the {mode} benchmark failed: {out.stderr.strip().splitlines()[-1]}")
+            raise ChildProcessError(f"the {mode} benchmark failed: {out.stderr.strip().splitlines()[-1]}")
         row = json.loads(out.stdout.strip().splitlines()[-1])
         res[row['mode']] = row
     lo, fu = res['lora'], res['full']
@@ -930,6 +1108,7 @@ def benchmark(args):
     return res
 
 
+@lorat.main_errors()  # unknown size, resolution, head, dataset; a folder that cannot be made...: one line
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -938,8 +1117,6 @@ def main(argv=None):
         if args.benchmark:
             return benchmark(args)
         return train(args, argv)
-    except (ValueError, OSError) as e:  # unknown size, resolution, head, dataset; a folder that cannot be made...
-        raise SystemExit(f"error: {e}") from None
     except KeyboardInterrupt:  # the second Ctrl-C
         print("stopped at once: --resume continues from the last checkpoint", file=sys.stderr)
         raise SystemExit(130) from None

@@ -1,5 +1,5 @@
 """evaluate.py: hand-computed metrics under pytracking's and the got10k toolkit's rules, result-file
-matching, report files, server zips, resumable runs, and `run` end to end on a synthetic mini-benchmark."""
+matching, report files, server zips, resumable runs, and `run` end to end on a few short synthetic clips."""
 import json
 import os
 import sys
@@ -146,7 +146,7 @@ def test_lasot_results_are_written_and_read_1_based(tmp_path):
     ev.write_sequence_result(res, 'other', seq.boxes, np.zeros(len(GT)), 'otb')
     assert np.allclose(data.read_boxes(res / 'other.txt'), seq.boxes, atol=0.01)
     records = ev.score_tracker(res, [seq], 'lasot', None)
-    assert data.curve_scores([records['car-1']])['AUC'] > 95
+    assert ev.curve_scores([records['car-1']])['AUC'] > 95
 
 
 def test_score_command(tmp_path, capsys):
@@ -249,22 +249,25 @@ class FakeTracker:
         return self.box.copy(), 1.0
 
 
-def test_resumed_run_skips_finished(tmp_path):
+def test_resumed_run_skips_finished(tmp_path, capsys):
     seqs = ev.open_sequences('synthetic', split='test', num=3, length=4)
     FakeTracker.inits = []
     with pytest.raises(KeyboardInterrupt):
-        ev.run_benchmark(seqs, tmp_path, lambda device: FakeTracker(crash_after=2))
+        ev.track_all(seqs, tmp_path, lambda device: FakeTracker(crash_after=2))
     assert sorted(p.name for p in tmp_path.glob('*.txt') if '_time' not in p.name) == \
         sorted(f"{s.name}.txt" for s in seqs[:2])
-    done = ev.run_benchmark(seqs, tmp_path, lambda device: FakeTracker())
+    capsys.readouterr()
+    done = ev.track_all(seqs, tmp_path, lambda device: FakeTracker())
     assert done == [seqs[2].name] and len(FakeTracker.inits) == 3  # 2 before the crash + 1 resumed
-    assert ev.run_benchmark(seqs, tmp_path, lambda device: FakeTracker()) == []
+    err = capsys.readouterr().err  # track.Progress: a line per sequence, the ETA of what is left (nothing)
+    assert 'resuming: 2 of 3' in err and f"[1/1] {seqs[2].name}: 4 frames" in err and 'ETA 0:00' in err, err
+    assert ev.track_all(seqs, tmp_path, lambda device: FakeTracker()) == []
     assert len(ev.read_results(tmp_path / f"{seqs[0].name}.txt")) == 4
     assert len((tmp_path / f"{seqs[0].name}_time.txt").read_text().split()) == 4
 
 
 def test_run_end_to_end(tmp_path, capsys):
-    """A tiny untrained T model through track.py on a 2-sequence synthetic benchmark, two workers."""
+    """A tiny untrained T model through track.py on 2 short synthetic clips, two workers."""
     pytest.importorskip('track')
     import lorat
     torch.manual_seed(0)
@@ -285,9 +288,32 @@ def test_run_end_to_end(tmp_path, capsys):
 
 
 def test_efficiency_rows_without_timing():
-    rows = ev.efficiency(['B'], [224], fps=False)
+    rows = ev.efficiency(['B', 'T'], [224], fps=False)
     assert rows[0]['model'] == 'B-224' and rows[0]['paper_fps'] == 209
     assert rows[0]['params_total_M'] == pytest.approx(98.7, abs=1.0)
+    assert rows[0]['params_lora_M'] == pytest.approx(10.6, abs=0.1)  # the paper's rank 64
+    # T's rank 16 (what train.py trains it with): 4 blocks x (q, k, v, proj 16*(128+128) + fc1, fc2 16*(128+512))
+    assert rows[1]['params_lora_M'] * 1e6 == pytest.approx(4 * (4 * 16 * 256 + 2 * 16 * 640))
+
+
+def test_the_timing_loop_takes_the_median_of_the_calls_after_the_warmup(monkeypatch):
+    clock, durations = [0.0], iter([50.0, 50.0, 3.0, 1.0, 2.0])
+    monkeypatch.setattr(ev.time, 'perf_counter', lambda: clock[0])
+
+    def call():
+        clock[0] += next(durations)
+    assert ev.median_seconds(call, 'cpu', warmup=2, iters=3) == 2.0
+
+
+def test_the_speed_test_times_tracking_end_to_end_and_the_data_pipeline(capsys):
+    (row,) = ev.tracking_speed('cpu', frames=3, models=[('T', 112, 'fp32')])
+    assert row['model'] == 'T-112' and row['dtype'] == 'fp32' and row['frames'] == 3 and row['fps'] > 0
+    assert row['forward_ms'] > 0 and 0 < row['outside_forward'] < 1
+    tables = ev.main(['efficiency', '--parts', 'data', '--samples', '32'])
+    assert list(tables) == ['data'] and [r['crops'] for r in tables['data']] == ['56/112', '112/224']
+    assert all(r['samples_per_s'] > 0 and r['workers'] == 0 for r in tables['data'])
+    out = capsys.readouterr().out
+    assert 'training data pipeline' in out and 'samples/s' in out and 'tracking end to end' not in out
 
 
 def test_score_got10k_val(tmp_path, capsys):
@@ -407,17 +433,32 @@ def test_score_of_a_partial_lasot_needs_the_flag(tmp_path, capsys):
     assert out[0]['sequences'] == 2 and 'using 2 of the 280 LaSOT test sequences' in capsys.readouterr().err
 
 
+def imported(nodes):
+    """The (top-level) names of the modules that the import statements among `nodes` import."""
+    import ast
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            names |= {a.name.split('.')[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split('.')[0])
+    return names
+
+
 def test_the_scripts_import_one_way():
-    """lorat <- data <- track <- evaluate (and train <- lorat, data): no file imports one above it, anywhere in it."""
+    """At the top of each file the imports go one way, lorat, metrics <- data <- synthetic <- track <- evaluate
+    (train: no track, no evaluate), so importing a file never imports one above it. Inside a function a file
+    reaches up only where listed: data opens the synthetic world by name; track's demo prints evaluate's score."""
     import ast
     root = Path(__file__).resolve().parents[1]
-    allowed = {'lorat': set(), 'data': {'lorat'}, 'track': {'lorat', 'data'}, 'evaluate': {'lorat', 'data', 'track'},
-               'train': {'lorat', 'data'}}
-    for name, ok in allowed.items():
+    order = ['lorat', 'metrics', 'data', 'synthetic', 'track', 'evaluate']
+    above = {name: set(order[k + 1:]) for k, name in enumerate(order)} | {'train': {'track', 'evaluate'}}
+    reaching_up = {'data': {'synthetic'}, 'track': {'evaluate'}}  # imported when that function is called
+    for name, forbidden in above.items():
         tree = ast.parse((root / f'{name}.py').read_text())
-        found = {a.name.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-        found |= {node.module.split('.')[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-        assert found & set(allowed) <= ok, f"{name}.py imports {sorted(found & set(allowed) - ok)}"
+        assert not imported(tree.body) & forbidden, f"{name}.py imports {sorted(imported(tree.body) & forbidden)} at its top"
+        up = imported(ast.walk(tree)) & forbidden
+        assert up <= reaching_up.get(name, set()), f"{name}.py imports {sorted(up - reaching_up.get(name, set()))}"
 
 
 # ----------------------------------------------------------------------------- the README's commands, as written
@@ -564,6 +605,8 @@ def test_pack_refuses_short_or_nan_results_and_leaves_no_file(tmp_path, lines, m
     (['efficiency', '--iters', '0'], r'argument --iters'),
     (['efficiency', '--warmup', '-1'], r'argument --warmup'),
     (['efficiency', '--sizes', 'B,X'], r"unknown model size 'X'"),
+    (['efficiency', '--parts', 'model,speed'], r"argument --parts: .*unknown part 'speed'"),
+    (['efficiency', '--frames', '0'], r'argument --frames'),
     (['score', '--dataset', 'otb', '--root', '.', '--split', 'nonsense', '--results', '.'], r'otb has no splits'),
     (['score', '--dataset', 'otb', '--root', 'EMPTY', '--results', '.'], r"holds no sequence in otb's layout"),
 ])

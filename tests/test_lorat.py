@@ -28,7 +28,7 @@ def inputs(cfg, batch=2, seed=0):
 def dinov2_state_dict(size='T', seed=0):
     """A state dict in the official DINOv2 layout (37x37 grid + cls, cls/mask tokens, fused qkv)."""
     torch.manual_seed(seed)
-    dim, depth, _, ffn, _ = lorat.SIZES[size]
+    dim, depth, ffn = lorat.SIZES[size].dim, lorat.SIZES[size].depth, lorat.SIZES[size].ffn
     hidden = lorat.make_config(size).ffn_hidden
     sd = {'cls_token': torch.randn(1, 1, dim), 'mask_token': torch.randn(1, dim),
           'pos_embed': torch.randn(1, 1 + 37 * 37, dim) * 0.02,
@@ -303,7 +303,7 @@ def test_wrong_dinov2_checkpoint_fails_clearly(tmp_path, damage, message):
     sd = dinov2_state_dict()
     damage(sd)
     torch.save(sd, tmp_path / 'bad.pth')
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ValueError, match=message):
         lorat.load_dinov2(lorat.build_model('T'), str(tmp_path / 'bad.pth'))
 
 
@@ -311,24 +311,24 @@ def test_dinov2_of_another_size_fails_naming_both_sizes(tmp_path):
     torch.save(dinov2_state_dict('T'), tmp_path / 't.pth')
     with torch.device('meta'):
         model = lorat.build_model('B')
-    with pytest.raises(SystemExit, match=r'ViT-T .* size B'):
+    with pytest.raises(ValueError, match=r'ViT-T .* size B'):
         lorat.load_dinov2(model, str(tmp_path / 't.pth'))
 
 
 def test_unreadable_file_and_unreachable_url_fail_clearly(tmp_path):
     (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint at all')
-    with pytest.raises(SystemExit, match='cannot read weights file'):
+    with pytest.raises(ValueError, match='cannot read weights file'):
         lorat.read_state_dict(str(tmp_path / 'junk.pth'))
-    with pytest.raises(SystemExit, match='does not exist'):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
         lorat.read_state_dict(str(tmp_path / 'nope.pth'))
-    with pytest.raises(SystemExit, match='cannot download'):
+    with pytest.raises(OSError, match='cannot download'):
         lorat.read_state_dict('http://127.0.0.1:9/dinov2_vitb14_pretrain.pth')
 
 
 def test_unknown_size_or_resolution_is_a_clear_error():
     with pytest.raises(ValueError, match='unknown model size'):
         lorat.make_config('XL')
-    with pytest.raises(ValueError, match='112, 224, 378'):
+    with pytest.raises(ValueError, match='112, 140, 168, 224, 378'):
         lorat.make_config('B', 300)
 
 
@@ -542,17 +542,17 @@ def test_shipped_t_backbone_hash_is_the_one_in_the_readme():
     assert stated == lorat.file_sha256(lorat.T_BACKBONE)
 
 
-@pytest.mark.parametrize('make, message', [
-    (lambda path: None, r'shipped T backbone .*missing'),
-    (lambda path: open(path, 'wb').write(b'PK\x03\x04 half a zip file'), r'shipped T backbone .*damaged'),
+@pytest.mark.parametrize('make, error, message', [
+    (lambda path: None, FileNotFoundError, r'shipped T backbone .*missing'),
+    (lambda path: open(path, 'wb').write(b'PK\x03\x04 half a zip file'), ValueError, r'shipped T backbone .*damaged'),
     (lambda path: torch.save({'patch_embed.proj.weight': torch.zeros(384, 3, 14, 14), 'blocks.0.ls1.gamma': torch.ones(384)},
-                             path), r'holds a ViT-S backbone'),  # the keys that tell a size, of ViT-S/14
+                             path), ValueError, r'holds a ViT-S backbone'),  # the keys that tell a size, of ViT-S/14
 ])
-def test_missing_damaged_or_wrong_size_t_backbone_is_one_line_with_the_fix(tmp_path, monkeypatch, make, message):
+def test_missing_damaged_or_wrong_size_t_backbone_is_one_line_with_the_fix(tmp_path, monkeypatch, make, error, message):
     path = tmp_path / 'lorat-T-backbone.pth'
     make(path)
     monkeypatch.setattr(lorat, 'T_BACKBONE', path)
-    with pytest.raises(SystemExit, match=message) as e:
+    with pytest.raises(error, match=message) as e:
         lorat.default_backbone('T')
     text = str(e.value)
     assert '\n' not in text and str(path) in text and '--export-backbone' in text and 'git checkout -- weights/' in text
@@ -576,19 +576,19 @@ def test_default_backbone_comes_from_the_hub_cache_or_is_downloaded_there(tmp_pa
     def offline(url, dst, progress):
         raise OSError('Name or service not known')
     monkeypatch.setattr(torch.hub, 'download_url_to_file', offline)
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(OSError) as e:
         lorat.default_backbone('L')
-    text = str(e.value.code)
-    assert text.startswith(f"error: cannot download {lorat.DINOV2_URL.format(s='l')}") and '--weights' in text
+    text = str(e.value)
+    assert text.startswith(f"cannot download {lorat.DINOV2_URL.format(s='l')}") and '--weights' in text
     assert '\n' not in text
 
 
 def test_default_backbone_of_T_is_the_shipped_file(tmp_path, monkeypatch):
     monkeypatch.setattr(lorat, 'T_BACKBONE', tmp_path / 'weights' / 'lorat-T-backbone.pth')
-    with pytest.raises(SystemExit) as e:
+    with pytest.raises(FileNotFoundError) as e:
         lorat.default_backbone('T')
-    text = str(e.value.code)
-    assert text.startswith('error: ') and f"{tmp_path / 'weights' / 'lorat-T-backbone.pth'} is missing" in text
+    text = str(e.value)
+    assert text.startswith('the shipped T backbone ') and f"{tmp_path / 'weights' / 'lorat-T-backbone.pth'} is missing" in text
     assert text.endswith(lorat.T_BACKBONE_REBUILD) and '\n' not in text
     (tmp_path / 'weights').mkdir()
     torch.save(dinov2_state_dict(), tmp_path / 'weights' / 'lorat-T-backbone.pth')
@@ -597,20 +597,20 @@ def test_default_backbone_of_T_is_the_shipped_file(tmp_path, monkeypatch):
 
 def test_devices_are_checked_in_one_line_and_torchrun_ranks_get_their_own_gpu(monkeypatch):
     assert lorat.resolve_device('cpu') == 'cpu'
-    with pytest.raises(SystemExit, match=r'^error: --device gpu: not a device'):
+    with pytest.raises(ValueError, match=r'^--device gpu: not a device'):
         lorat.resolve_device('gpu')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(SystemExit, match=r'^error: --device cuda:0, but no CUDA GPU is visible: use --device cpu$'):
+    with pytest.raises(ValueError, match=r'^--device cuda:0, but no CUDA GPU is visible: use --device cpu$'):
         lorat.resolve_device('cuda:0')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # a node with two GPUs, as the code sees it
     monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
     assert lorat.resolve_device('cuda') == 'cuda:0' and lorat.resolve_device('cuda:1') == 'cuda:1'
     assert lorat.resolve_device('cuda', local_rank=1) == 'cuda:1'
-    with pytest.raises(SystemExit, match='each rank takes the GPU of its LOCAL_RANK'):
+    with pytest.raises(ValueError, match='each rank takes the GPU of its LOCAL_RANK'):
         lorat.resolve_device('cuda:1', local_rank=0)
-    with pytest.raises(SystemExit, match=r'only 2 CUDA GPU\(s\) are visible \(torchrun started more ranks'):
+    with pytest.raises(ValueError, match=r'only 2 CUDA GPU\(s\) are visible \(torchrun started more ranks'):
         lorat.resolve_device('cuda', local_rank=2)
-    with pytest.raises(SystemExit, match=r'--device cuda:5, but only 2'):
+    with pytest.raises(ValueError, match=r'--device cuda:5, but only 2'):
         lorat.resolve_device('cuda:5')
 
 
@@ -664,15 +664,15 @@ def test_weights_files_are_identified_in_one_place_and_a_wrong_use_is_one_line(t
     cases = [('dino.pth', r'--weights .*dino.pth is a backbone .*, not tracker weights: give it as --backbone .*train.py --weights'),
              ('bare.pt', r'bare LoRAT state dict'), ('list.pt', r'holds a list'), ('newer.pt', r'newer version .*option_of_tomorrow')]
     for name, message in cases:  # was KeyError: 'blocks.0.attn.proj.lora.A'
-        with pytest.raises(SystemExit, match=message) as e:
+        with pytest.raises(ValueError, match=message) as e:
             lorat.load_model(str(tmp_path / name))
-        assert '\n' not in str(e.value.code) and str(e.value.code).startswith('error: ')
-    with pytest.raises(SystemExit, match=r'--weights .*export.pt is a tracker export .*lorat.py --export-backbone'):
+        assert '\n' not in str(e.value) and str(e.value).startswith(('--weights ', str(tmp_path)))
+    with pytest.raises(ValueError, match=r'--weights .*export.pt is a tracker export .*lorat.py --export-backbone'):
         lorat.load_dinov2(lorat.build_model('T', lora_rank=4), str(tmp_path / 'export.pt'), flag='--weights')
     torch.save(dinov2_state_dict('S'), tmp_path / 'small.pth')
-    with pytest.raises(SystemExit) as e:  # track.py has no --size: a --backbone of another size is not told to pass one
+    with pytest.raises(ValueError) as e:  # track.py has no --size: a --backbone of another size is not told to pass one
         lorat.load_dinov2(lorat.build_model('T', lora_rank=4), str(tmp_path / 'small.pth'), flag='--backbone')
-    assert '--size' not in str(e.value.code) and 'ViT-S' in str(e.value.code)
+    assert '--size' not in str(e.value) and 'ViT-S' in str(e.value)
 
 
 def test_a_legacy_torch_save_file_is_read_and_a_folder_is_named_as_such(tmp_path):
@@ -681,7 +681,7 @@ def test_a_legacy_torch_save_file_is_read_and_a_folder_is_named_as_such(tmp_path
     torch.save(legacy, tmp_path / 'legacy.pt', _use_new_zipfile_serialization=False)  # was "not a PyTorch checkpoint"
     loaded = lorat.load_model(str(tmp_path / 'legacy.pt'))
     torch.testing.assert_close(loaded.state_dict()['head.cls_mlp.layers.0.weight'], model.state_dict()['head.cls_mlp.layers.0.weight'])
-    with pytest.raises(SystemExit, match=r'is a folder: give the file in it'):
+    with pytest.raises(IsADirectoryError, match=r'is a folder: give the file in it'):
         lorat.read_state_dict(str(tmp_path))
 
 
@@ -695,7 +695,7 @@ def test_an_official_release_missing_a_tensor_is_refused(tmp_path):
     lorat.load_model(str(tmp_path / 'full.safetensors'), backbone=str(tmp_path / 'dino.pth'), res=112)
     del sd['blocks.2.mlp.fc1.lora.B']
     save_file(sd, str(tmp_path / 'missing.safetensors'))  # was: loaded, that tensor left random
-    with pytest.raises(SystemExit, match=r'lacks 1 of .*blocks.2.mlp.fc1.lora.B.*incomplete'):
+    with pytest.raises(ValueError, match=r'lacks 1 of .*blocks.2.mlp.fc1.lora.B.*incomplete'):
         lorat.load_model(str(tmp_path / 'missing.safetensors'), backbone=str(tmp_path / 'dino.pth'), res=112)
 
 
@@ -709,9 +709,9 @@ def test_the_shipped_backbone_hash_is_checked_on_load_with_the_restore_command(t
     monkeypatch.setattr(lorat, 'SHIPPED_T_BACKBONE', damaged)
     monkeypatch.setattr(lorat, 'T_BACKBONE', damaged)
     for load in (lambda: lorat.default_backbone('T'), lambda: lorat.read_state_dict(str(damaged))):
-        with pytest.raises(SystemExit) as e:
+        with pytest.raises(ValueError) as e:
             load()
-        text = str(e.value.code)
+        text = str(e.value)
         assert 'is not the shipped T backbone' in text and '`git checkout -- weights/lorat-T-backbone.pth`' in text
         assert '\n' not in text
 
@@ -719,7 +719,7 @@ def test_the_shipped_backbone_hash_is_checked_on_load_with_the_restore_command(t
 def test_export_backbone_refuses_to_write_over_its_input(tmp_path):
     tiny_export(tmp_path / 'tracker.pt')
     before = (tmp_path / 'tracker.pt').read_bytes()
-    with pytest.raises(SystemExit, match=r'OUT is the tracker itself'):
+    with pytest.raises(ValueError, match=r'OUT is the tracker itself'):
         lorat.export_backbone(str(tmp_path / 'tracker.pt'), str(tmp_path / '.' / 'tracker.pt'))
     assert (tmp_path / 'tracker.pt').read_bytes() == before
 
@@ -739,7 +739,7 @@ def test_the_atomic_writer_removes_its_tmp_on_any_failure_and_says_why_in_one_li
     def interrupted(tmp):
         open(tmp, 'wb').write(b'half')
         raise KeyboardInterrupt
-    with pytest.raises(SystemExit, match=r'^error: cannot write .*out.bin: the disk is full'):
+    with pytest.raises(OSError, match=r'^cannot write .*out.bin: the disk is full'):
         lorat.write_atomic(target, full_disk)
     with pytest.raises(SystemExit, match='error: something'):
         lorat.write_atomic(target, refuses)
@@ -748,10 +748,39 @@ def test_the_atomic_writer_removes_its_tmp_on_any_failure_and_says_why_in_one_li
     (tmp_path / 'folder').mkdir()
     (tmp_path / 'file').write_text('x')
     for path, message in [(tmp_path / 'folder', 'it is a folder'), (tmp_path / 'file' / 'x.pt', 'not a folder')]:
-        with pytest.raises(SystemExit, match=message) as e:
+        with pytest.raises(OSError, match=message) as e:
             lorat.write_atomic(path, lambda tmp: torch.save({}, tmp))
-        assert '\n' not in str(e.value.code)
+        assert '\n' not in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['file', 'folder']  # no .tmp anywhere
+
+
+def test_library_functions_raise_and_only_a_scripts_main_turns_that_into_one_line(tmp_path):
+    """A caller of the library (a notebook, a test, another script) gets an exception it can catch, never an exit;
+    lorat.main_errors, around each script's main, prints it as the one line `error: ...` with status 1."""
+    missing = str(tmp_path / 'no_such_export.pt')
+    with pytest.raises(FileNotFoundError) as e:
+        lorat.load_model(missing)
+    assert str(e.value) == f"weights file {missing} does not exist: check the path"
+
+    @lorat.main_errors()
+    def main():
+        return lorat.load_model(missing)
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == f"error: weights file {missing} does not exist: check the path"
+    out = subprocess.run([sys.executable, os.path.join(ROOT, 'lorat.py'), '--export-backbone', missing, str(tmp_path / 'b.pth')],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and out.stderr == f"error: weights file {missing} does not exist: check the path\n", out.stderr
+
+
+def test_one_precision_default_for_training_and_inference(monkeypatch):
+    """fp32 on the CPU; on a GPU, training bf16 where the hardware has it (else fp16 with loss scaling), inference
+    fp16 (the authors' evaluation)."""
+    assert lorat.default_dtype('cpu', training=True) == lorat.default_dtype('cpu', training=False) == 'fp32'
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)
+    assert lorat.default_dtype('cuda:1', training=True) == 'bf16' and lorat.default_dtype('cuda', training=False) == 'fp16'
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: including_emulation)
+    assert lorat.default_dtype('cuda:0', training=True) == 'fp16'  # emulated bf16 (a V100, a T4) does not count
 
 
 def test_sigterm_while_writing_leaves_no_tmp(tmp_path):

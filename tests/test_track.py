@@ -15,7 +15,8 @@ sys.path.insert(0, ROOT)
 import lorat  # noqa: E402
 import track  # noqa: E402
 import data  # noqa: E402
-from data import box_to_crop, synthetic_clip, write_mp4  # noqa: E402
+from data import box_to_crop, write_mp4  # noqa: E402
+from synthetic import synthetic_clip  # noqa: E402
 
 FRAMES = 10
 
@@ -283,9 +284,7 @@ def test_official_checkpoint_loads_and_matches(world, tmp_path):
     ref = write_official_release(tmp_path)
     weights, backbone = tmp_path / 'LoRAT_T_112.safetensors', tmp_path / 'dinov2_vitt14_pretrain.pth'
     tracker = track.load_tracker(weights, backbone=backbone, res=112)
-    cfg = tracker.cfg
-    z, x = torch.randn(2, 3, cfg.template_size, cfg.template_size), torch.randn(2, 3, cfg.search_size, cfg.search_size)
-    z_mask = torch.randint(0, 2, (2, cfg.template_grid, cfg.template_grid))
+    z, x, z_mask = lorat.example_inputs(tracker.cfg, batch=2)
     with torch.no_grad():
         (s, b), (s_ref, b_ref) = tracker.model(z, x, z_mask), ref(z, x, z_mask)
     assert torch.allclose(s, s_ref, atol=1e-4) and torch.allclose(b, b_ref, atol=1e-5)
@@ -295,19 +294,49 @@ def test_official_checkpoint_loads_and_matches(world, tmp_path):
     assert len((tmp_path / 'b.txt').read_text().splitlines()) == FRAMES
 
 
-def test_demo_needs_a_trained_model_then_prints_video_and_score(world, tmp_path):
+def test_demo_needs_a_trained_model(tmp_path):
     r = run_cli(cwd=tmp_path)
     assert r.returncode != 0 and 'python train.py' in r.stderr and 'Traceback' not in r.stderr
+
+
+def test_demo_tracks_the_first_held_out_clip_and_ends_with_evaluates_held_out_score(world, tmp_path, monkeypatch, capsys):
+    """The demo's video is the first held-out clip's; its last line is the success AUC over the held-out clips
+    that `evaluate.py run --dataset synthetic` gives for the same weights (here 2 clips of 6 frames, not 20)."""
+    import evaluate
+    monkeypatch.chdir(tmp_path)
     (tmp_path / 'runs' / 'r1').mkdir(parents=True)
     os.link(world['weights'], tmp_path / 'runs' / 'r1' / 'export.pt')
     (tmp_path / 'runs' / 'latest').write_text('r1\n')
-    r = run_cli(cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    video_line, score_line = r.stdout.strip().splitlines()[-2:]
-    video = tmp_path / video_line.split(': ')[1]
-    assert video_line.startswith('annotated video:') and count_frames(video) == 100
-    auc = float(score_line.split(': ')[1].split('%')[0])
-    assert score_line.startswith('success AUC') and 0 <= auc <= 100
+    track.demo(track.parse_args(['--strip', 'demo/strip.png']), clips=2, length=6)
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    first = evaluate.open_sequences('synthetic', split='test', num=2, length=6)[0]
+    assert f"annotated video: demo/{first.name}_lorat.mp4" in lines and count_frames(f"demo/{first.name}_lorat.mp4") == 6
+    assert Image.open('demo/strip.png').size == (6 * 320, 240)  # six 320x240 frames side by side
+    figures = evaluate.main(['run', '--dataset', 'synthetic', '--num', '2', '--length', '6', '--weights',
+                             'runs/r1/export.pt', '--out', 'tracked_again'])[0]['figures']
+    assert lines[-1] == (f"held-out success AUC over the 2 synthetic test clips: {figures['AUC']:.1f}% "
+                         f"(precision@20px {figures['P']:.1f}%)")
+    assert f"[2/2] {evaluate.open_sequences('synthetic', split='test', num=2, length=6)[1].name}" in err and 'ETA' in err
+
+
+def test_strip_shows_evenly_spaced_annotated_frames_side_by_side(world, tmp_path):
+    strip, boxes = tmp_path / 'strip.png', tmp_path / 'b.txt'
+    track.main([str(world['video']), '--weights', str(world['weights']), '--init', world['init'], '--out',
+                str(tmp_path / 'o.mp4'), '--boxes', str(boxes), '--strip', str(strip)])
+    picture = np.asarray(Image.open(strip))
+    assert picture.shape == (120, 6 * 160, 3)
+    frames = list(track.Frames(str(world['video'])))
+    pixels = lambda image, colour: int(np.all(image == colour, axis=-1).sum())
+    for k, i in enumerate([0, 2, 4, 5, 7, 9]):  # 6 of 10 frames, evenly spaced
+        panel = picture[:, k * 160:(k + 1) * 160]
+        assert pixels(panel, (255, 48, 48)) > pixels(frames[i], (255, 48, 48)), k  # the box, in its colour
+        assert pixels(panel[:20, :80], (0, 0, 0)) > 50 + pixels(frames[i][:20, :80], (0, 0, 0)), k  # the label
+    x, y, w, h = world['clip'].boxes[0]
+    assert picture[int(y) + 1, int(x + w / 2)].tolist() == [255, 48, 48]  # frame 0's box: the given one
+    tall = [np.full((480, 640, 3), 90, np.uint8)] * 3
+    track.write_strip(tmp_path / 'tall.png', tall, np.array([[100, 100, 50, 50]] * 3, float), [1.0] * 3)
+    assert Image.open(tmp_path / 'tall.png').size == (3 * 320, 240)  # 3 frames only; each scaled to 240 px high
 
 
 # ----------------------------------------------------------------------------- issue 22: bad inputs
@@ -318,6 +347,11 @@ def test_out_and_boxes_naming_one_file_is_refused(world, tmp_path):
         track.main([str(world['video']), '--weights', str(world['weights']), '--init', world['init'],
                     '--out', str(same), '--boxes', str(tmp_path / '.' / 'same.mp4')])
     assert '\n' not in str(e.value.code) and not same.exists()
+    with pytest.raises(SystemExit, match=r'--strip .* is also the --out video'):
+        track.main([str(world['video']), '--weights', str(world['weights']), '--init', world['init'],
+                    '--out', str(same), '--strip', str(same)])
+    with pytest.raises(SystemExit, match='unrecognized arguments: --benchmark'):  # the speed test: evaluate.py efficiency
+        track.parse_args(['--benchmark'])
 
 
 def test_init_without_a_value_does_not_eat_the_next_option(world):
@@ -329,7 +363,7 @@ def test_init_without_a_value_does_not_eat_the_next_option(world):
         assert str(e.value.code) == 'error: argument --init: expected one argument'
 
 
-@pytest.mark.parametrize('flag, value', [('--fps', '-5'), ('--fps', 'nan'), ('--threads', '0'), ('--frames', '0'),
+@pytest.mark.parametrize('flag, value', [('--fps', '-5'), ('--fps', 'nan'), ('--threads', '0'),
                                          ('--res', '100'), ('--init', '1e308,1,2,2')])
 def test_numbers_are_range_checked_at_parse_time(world, flag, value):
     with pytest.raises(SystemExit) as e:

@@ -282,11 +282,11 @@ def test_checkpoint_names_its_backbone_by_absolute_path_and_hash(tmp_path, monke
     monkeypatch.chdir(elsewhere)
     lorat.load_model(path)  # found from another folder
     os.rename(tmp_path / 'dino.pth', tmp_path / 'moved.pth')
-    with pytest.raises(SystemExit, match=r'its backbone .*dino.pth is not there: pass --backbone FILE'):
+    with pytest.raises(FileNotFoundError, match=r'its backbone .*dino.pth is not there: pass --backbone FILE'):
         lorat.load_model(path)
     assert lorat.load_model(path, backbone=str(tmp_path / 'moved.pth')).cfg.lora_rank == 0
     other = fake_dinov2(tmp_path / 'other.pth')
-    with pytest.raises(SystemExit, match=r'other.pth is not the backbone .* was trained on .*--backbone'):
+    with pytest.raises(ValueError, match=r'other.pth is not the backbone .* was trained on .*--backbone'):
         lorat.load_model(path, backbone=other)
 
 

@@ -41,6 +41,7 @@ RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
 sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
 import data  # noqa: E402
 import lorat  # noqa: E402
+import synthetic  # noqa: E402
 from nbhelp import contrast, evaluate_synthetic, mean_se, rel, train_run, verdict, where  # noqa: E402  (see notebooks/nbhelp.py)
 
 plt.rcParams.update({'figure.dpi': 80, 'savefig.dpi': 80})
@@ -76,14 +77,14 @@ print(f"{size}-224: template {cfg.template_size} px -> {gz}x{gz} tokens, search 
 # %% [markdown]
 # ## 2. Patch tokens of a real template and search crop
 #
-# A clip of the synthetic world (`data.synthetic_clip`). The template: frame 0, a square of about twice
+# A clip of the synthetic world (`synthetic.synthetic_clip`). The template: frame 0, a square of about twice
 # the target's size (`data.crop_params(box, 2, 112)`: a scale and a translation), resampled to 112 px
 # (`data.crop`, the authors' crop); the search: frame 10, four times the size around the previous frame's
 # box — the same crop the tracker uses. Boxes go through the crop's *adjusted* parameters (s', t').
 
 # %%
 where(data.crop)
-clip = data.synthetic_clip(2_000_003, length=12)  # a test-world clip
+clip = synthetic.synthetic_clip(2_000_003, length=12)  # a test-world clip
 
 
 def crop(i, center_box, factor, out):
@@ -293,7 +294,7 @@ checks['decoupled_trains_pos'] = 'pos_embed' in trainable(model)
 # and the initial values, so the rows of one seed see the same pairs, and differ only by the row's
 # design. 240 steps of batch 16 per run (quick mode: 2 of 4). Then `evaluate.py run` tracks 32
 # held-out clips of 100 frames (quick: 2 of 10), made of photos that no training clip uses
-# (`data.PHOTO_SPLIT`), and scores them: every run is scored on the same clips. The columns:
+# (`synthetic.PHOTO_SPLIT`), and scores them: every run is scored on the same clips. The columns:
 #
 # * **SUC ± s.e.**: success AUC (in %), the mean over every (seed, clip) score of the row ± its standard
 #   error over those scores; then the mean of each seed alone;

@@ -40,6 +40,7 @@ RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
 sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
 import data  # noqa: E402
 import lorat  # noqa: E402
+import synthetic  # noqa: E402
 import track  # noqa: E402
 from nbhelp import evaluate_synthetic, rel, train_run, where  # noqa: E402  (where: a function's file:line and source)
 
@@ -112,11 +113,11 @@ where(track.Tracker.update)
 # ## 2. Tracking a synthetic test clip
 #
 # A clip of the synthetic world's test split: seeds never used for training, cut from photographs no
-# training clip uses (`data.PHOTO_SPLIT`); look-alike distractors, occluders, the target sometimes
+# training clip uses (`synthetic.PHOTO_SPLIT`); look-alike distractors, occluders, the target sometimes
 # leaving the frame. Green: ground truth; red: the tracker.
 
 # %%
-clip = data.open_synthetic('test', num=1, length=LENGTH)[0]  # the first test clip: the demo's
+clip = synthetic.open_synthetic('test', num=1, length=LENGTH)[0]  # the first test clip: the demo's
 show_at = sorted({1, LENGTH // 4, LENGTH // 2, 3 * LENGTH // 4, LENGTH - 1})
 boxes, scores, maps = [clip.boxes[0]], [1.0], {}
 tracker.init(clip.frame(0), clip.boxes[0])
@@ -200,16 +201,16 @@ plt.show()
 #
 # `python evaluate.py run` tracks every clip one pass from its first box (`evaluate.track_sequence`,
 # the same `Tracker`), writes pytracking-format results and scores them with pytracking's rules
-# (`evaluate.sequence_curves`): **success** = fraction of frames whose IoU exceeds each threshold
+# (`metrics.sequence_curves`): **success** = fraction of frames whose IoU exceeds each threshold
 # 0, 0.05, …, 1 (AUC = its mean), **precision** = fraction whose center error is ≤ each pixel
 # threshold (read at 20 px); frames where the target is absent count as failures.
 
 # %%
-import evaluate  # noqa: E402
+import metrics  # noqa: E402
 from IPython.display import Image, display  # noqa: E402
 
-where(evaluate.sequence_curves, show=False)
-where(evaluate.curve_scores, show=False)
+where(metrics.sequence_curves, show=False)
+where(metrics.curve_scores, show=False)
 where(evaluate_synthetic, show=False)  # nbhelp.py: evaluate.py run in a fresh process, its report read back
 results = RUNS / 'notebook04' / 'results' / f"LoRAT-{cfg.size}{cfg.res}"
 t0 = time.time()
