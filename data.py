@@ -1,4 +1,4 @@
-"""Data for LoRAT: benchmark readers, the one crop and the training-pair sampler.
+"""Data for LoRAT: dataset readers, the one crop and the training-pair sampler.
 
 Everything that gets a frame and its box from disk into a training batch or an evaluation loop:
 
@@ -7,11 +7,9 @@ Everything that gets a frame and its box from disk into a training batch or an e
     crop_params / jitter_params / crop             -> the ONE crop, the authors' exactly, used by training,
     box_to_crop / box_from_crop                        tracking and evaluation alike
     TrainingPairs(datasets, weights, ...)           -> the LoRAT sampler: (template, search) pairs
-    pipeline_speed / crop_speed                     -> samples/s of that pipeline, crops/s of the crop
+    pipeline_speed                                  -> samples/s of that sampler through a DataLoader
 
-This project's own stand-in for those datasets, clips cut from real photographs, is synthetic.py (a
-Sequence like these; open_dataset('synthetic') opens it by name). The metrics a result is scored with
-are metrics.py.
+This project's stand-in for those datasets, clips cut from photographs, is synthetic.py ('synthetic').
 """
 import bisect
 import json
@@ -27,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import lorat
 from lorat import template_fg_mask, write_atomic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,13 +39,6 @@ ALIASES = {'got10k_val': ('got10k', 'val'), 'got10k_test': ('got10k', 'test'),
            'synthetic_stills': ('synthetic', 'stills')}
 
 
-def planar(img):
-    """RGB (..., H, W, 3), uint8 or float, numpy, torch or PIL -> float32 (..., 3, H, W), values kept
-    (0..255): the layout of a model input, where per-channel work reads contiguous rows."""
-    a = img.numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
-    return np.ascontiguousarray(np.moveaxis(a, -1, -3), dtype=np.float32)
-
-
 def standardize(x):
     """float32 (..., 3, H, W) in 0..255 -> ImageNet-normalized torch tensor, in place."""
     for c in range(3):
@@ -59,8 +49,10 @@ def standardize(x):
 
 def normalize(img):
     """uint8 RGB (H,W,3) or (B,H,W,3), numpy or torch -> ImageNet-normalized float (3,H,W) / (B,3,H,W).
-    In numpy: small torch ops on a busy CPU pay for thread start-up many times over."""
-    return standardize(planar(img))
+    Planar first, so per-channel work reads contiguous rows; in numpy: small torch ops on a busy CPU pay
+    for thread start-up many times over."""
+    a = img.numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+    return standardize(np.ascontiguousarray(np.moveaxis(a, -1, -3), dtype=np.float32))
 
 
 # -----------------------------------------------------------------------------
@@ -90,17 +82,6 @@ class Sequence:
     def path(self, i):
         return self.frames(i) if callable(self.frames) else self.frames[i]
 
-    def image(self, i, shrink=1.0):
-        """Frame i as a PIL RGB image, JPEG-decoded at up to `shrink` times fewer pixels per side
-        (Image.draft: DCT scaling, much faster) -> (image, scale of the decoded over the full size)."""
-        im = Image.open(self.path(i))
-        full_w = im.size[0]
-        if shrink >= 2 and im.format == 'JPEG':
-            im.draft('RGB', (math.ceil(im.size[0] / shrink), math.ceil(im.size[1] / shrink)))
-        im = rgb_image(im)
-        im.load()
-        return im, im.size[0] / full_w
-
     def check(self, first_box=True):
         """The boxes against the frames, once per sequence: the first and the last annotated frame exist
         (no img/ folder, more boxes than images), and with `first_box` the first box is one a tracker can
@@ -112,19 +93,12 @@ class Sequence:
         n = len(self)
         if n == 0:
             raise ValueError(f"{where}: its ground truth holds no box: fix or remove the sequence")
-        try:
-            first = self.path(0)
-        except (IndexError, OSError):
-            first = None
+        first, last = self._path_or_none(0), self._path_or_none(n - 1)
         if first is None or not os.path.isfile(first):
             folder = os.path.dirname(first) if first else None
             missing = folder if folder and not os.path.isdir(folder) else first
             raise ValueError(f"{where}: its frames are not there ({missing or 'an empty or missing frame folder'} "
                              f"is missing): restore the images (e.g. its img/ folder) or remove the sequence")
-        try:
-            last = self.path(n - 1)
-        except (IndexError, OSError):
-            last = None
         if last is None or not os.path.isfile(last):
             raise ValueError(f"{where}: its ground truth has {n} boxes but frame {n} ({last or 'past the last image'}) "
                              f"is missing: the boxes and the images disagree; fix the ground truth or restore the images")
@@ -142,8 +116,16 @@ class Sequence:
                                  f"a tracker cannot start on it; fix the first line of its ground truth")
         self._checked = int(first_box)
 
+    def _path_or_none(self, i):
+        try:
+            return self.path(i)
+        except (IndexError, OSError):  # past the end of the folder's listing, or no folder
+            return None
+
     def frame(self, i):
-        return np.asarray(self.image(i)[0])
+        """Frame i, uint8 RGB (H, W, 3)."""
+        with Image.open(self.path(i)) as im:
+            return np.asarray(rgb_image(im))
 
     def crops(self, i, params, sizes):
         """Crops of frame i, decoded once (uint8, as the authors' loader): [(crop (3, S, S) float32, s', t')]
@@ -219,7 +201,7 @@ def _read_language(path):
 
 
 # LaSOT and LaSOT_ext count pixels from 1: the authors' loader subtracts 1 from x and y on reading and adds
-# it back when it writes LaSOT results, so result files stay in the benchmark's own convention
+# it back when it writes LaSOT results, so result files stay in the dataset's own convention
 ONE_BASED = ('lasot', 'lasot_ext')
 
 
@@ -451,11 +433,11 @@ def open_custom(root, split=None):
     return seqs
 
 
-def resolve_root(name, root=None, data_root=None):
-    """The folder of dataset `name`: `root` itself, or its usual folder (DATASETS) under `root`, under
-    `data_root`, or under $LORAT_DATA. Missing: one line that says how to give it."""
+def resolve_root(name, root=None):
+    """The folder of dataset `name`: its usual folder (DATASETS) under `root` or `root` itself, else under
+    $LORAT_DATA. Missing: one line that says how to give it."""
     base = DATASETS.get(name)
-    for r in (root, data_root, os.environ.get('LORAT_DATA')):
+    for r in (root, os.environ.get('LORAT_DATA')):
         if r is None:
             continue
         if base and (Path(r) / base).is_dir():
@@ -477,17 +459,13 @@ def open_dataset(name, root=None, split=None, partial=False, **options):
         import synthetic
         return synthetic.open_synthetic(split or 'train', **options)
     readers = {'lasot': lambda r, s: open_lasot(r, s, partial=partial),
-               'lasot_ext': lambda r, s: open_lasot(r, s, 'lasot_ext', partial),
-               'got10k': lambda r, s: open_got10k(r, s, partial),
+               'lasot_ext': lambda r, s: open_lasot(r, None, 'lasot_ext', partial),  # test-only: every sequence present
+               'got10k': lambda r, s: open_got10k(r, s or 'train', partial),
                'trackingnet': lambda r, s: open_trackingnet(r, s, partial),
                'tnl2k': open_tnl2k, 'otb': open_otb, 'coco': lambda r, s: CocoObjects(r, s, partial),
                'custom': open_custom}
     if name not in readers:
         raise ValueError(f"unknown dataset {name!r}: choose from {', '.join(list(DATASETS) + list(ALIASES))}")
-    if name == 'lasot_ext':
-        split = None  # a test-only set: every sequence present
-    if name == 'got10k' and split is None:
-        split = 'train'
     root = resolve_root(name, root)
     seqs = readers[name](root, split)
     if len(seqs) == 0:
@@ -595,7 +573,7 @@ def standardize_crops(crops):
 
 
 # -----------------------------------------------------------------------------
-# Writers: videos, result lines, GOT-10k folders
+# Writers: videos, result lines
 
 
 def write_mp4(path, frames, fps=30):
@@ -623,20 +601,6 @@ def write_text_atomic(path, text):
 def box_lines(boxes, digits=2):
     """Comma-separated x,y,w,h, one line per frame (pytracking's and both servers' result format)."""
     return ''.join(','.join(f"{v:.{digits}f}" for v in box) + '\n' for box in boxes)
-
-
-def write_got10k_sequence(folder, seq):
-    """A sequence as a GOT-10k folder: %08d.jpg, groundtruth.txt, absence.label, cover.label."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(len(seq)):
-            Image.fromarray(seq.frame(i)).save(folder / f"{i + 1:08d}.jpg", quality=95)
-        (folder / 'groundtruth.txt').write_text(''.join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in seq.boxes))
-        (folder / 'absence.label').write_text(''.join(f"{int(not v)}\n" for v in seq.visible))
-        (folder / 'cover.label').write_text(''.join(f"{8 if v else 0}\n" for v in seq.visible))
-    except OSError as e:  # the writer's one line: a full disk, a read-only folder...
-        raise SystemExit(f"error: cannot write the sequence folder {folder}: {lorat.write_error(e, folder / 'x')}") from None
 
 
 # -----------------------------------------------------------------------------
@@ -712,7 +676,9 @@ class TrainingPairs(torch.utils.data.Dataset):
     the tracker must undo); ImageNet normalization.
 
     pairs[i] is a pure function of (seed, i): any rank, worker or resumed run gets the same sample.
-    Returns z (3,Tz,Tz), x (3,Sx,Sx) float, z_mask (gz,gz) int64, x_box (4,) normalized xyxy."""
+    Returns z (3,Tz,Tz), x (3,Sx,Sx) float, z_mask (gz,gz) int64, x_box (4,) normalized xyxy: `z` is the
+    template crop (the target as its template frame shows it) and `x` the search crop (where it is looked
+    for), the paper's and SiamFC's names."""
 
     def __init__(self, datasets, weights, *, template_size, search_size, search_factor, samples_per_epoch, seed,
                  augment=True, stride=14, template_factor=2.0, max_gap=100, min_object=10, tries=10):
@@ -775,14 +741,11 @@ class TrainingPairs(torch.utils.data.Dataset):
                 'x_box': torch.tensor(np.clip(x_box / self.Sx, 0, 1), dtype=torch.float32)}
 
 
-# -----------------------------------------------------------------------------
-# Speed: what the pipeline and the crop cost (synthetic.print_pipeline_speeds reports them on the synthetic
-# world; evaluate.py's efficiency command may call them)
-
-
 def pipeline_speed(datasets, weights, template_size, search_size, search_factor, samples=640, workers=0, batch=32):
     """Samples/s of the whole training pipeline (sample, decode, crop, augment, normalize): `samples`
-    TrainingPairs through a DataLoader of `workers` processes, after two batches of warm-up."""
+    TrainingPairs through a DataLoader of `workers` processes, after two batches of warm-up; what
+    `python evaluate.py efficiency` reports. A rate over all of them, not lorat.median_seconds per batch:
+    loader workers hand batches over in bursts."""
     pairs = TrainingPairs(datasets, weights, template_size=template_size, search_size=search_size,
                           search_factor=search_factor, samples_per_epoch=samples + 2 * batch, seed=0)
     batches = iter(torch.utils.data.DataLoader(pairs, batch_size=batch, num_workers=workers))
@@ -791,17 +754,3 @@ def pipeline_speed(datasets, weights, template_size, search_size, search_factor,
     n = sum(len(b['x']) for b in batches)
     return n / (time.perf_counter() - start)
 
-
-def crop_speed(size, factor, frame=(1280, 720), iters=200):
-    """Crops/s of `crop`: a size x size window at `factor` around a 120x90 target in the middle of one
-    random uint8 frame (W, H), on this process's torch threads."""
-    W, H = frame
-    image = torch.randint(0, 256, (3, H, W), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    fill = image_mean(image)
-    params = crop_params((W / 2 - 60, H / 2 - 45, 120, 90), factor, size)
-    for _ in range(5):
-        crop(image, *params, size, fill)
-    start = time.perf_counter()
-    for _ in range(iters):
-        crop(image, *params, size, fill)
-    return iters / (time.perf_counter() - start)

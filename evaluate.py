@@ -1,29 +1,20 @@
 """
-Evaluate LoRAT on tracking datasets the way the papers do (one-pass evaluation, OPE), and time it.
+Evaluate LoRAT on tracking benchmarks the way the papers do (one-pass evaluation, OPE), and time it.
 
     python evaluate.py run --dataset lasot --root /data/LaSOT --weights runs/$(cat runs/latest)/export.pt
     python evaluate.py score --dataset lasot --root /data/LaSOT --results results/A results/B
     python evaluate.py pack --dataset got10k_test --results results/A     # the server's zip
     python evaluate.py efficiency --device cuda --sizes B,L,g --res 224,378   # the speed test
 
-`score` reads result folders (one `x,y,w,h` line per frame per sequence, pytracking's format; ours
-or anyone's published raw results) and the ground truth (annotation files only, never an image), and
-computes the figures with the rules of pytracking's analysis code (`extract_results.py`,
-`plot_results.py`) -- the reference LoRAT and most trackers report with -- and, for GOT-10k val, the
-rules of the official got10k toolkit. Every rule is written down where it is applied.
-
-`run` tracks every sequence with track.py's Tracker in worker processes (one per GPU round-robin,
-or CPU), skips sequences that already have a result (so a killed run resumes), then scores or packs.
-Its result folder records the weights that made it (model.json: path and sha256) and refuses another
-model's (--retrack replaces them); by default it is results/<model>-<sha256[:8]>_<dataset>.
-(runs/latest holds the name of train.py's newest run; its merged model is runs/<name>/export.pt.)
-
-`efficiency` is the project's speed test: the paper's inference-efficiency table for this implementation
-(params, MACs, forward fps), the tracker's fps end to end on a video, and the training data pipeline's
-samples per second. (`train.py --benchmark` times training steps: LoRA against full fine-tuning.)
+`score` reads result folders (pytracking's format: one `x,y,w,h` line per frame; ours or anyone's published raw
+results) and annotation files (never an image), with the rules of pytracking's analysis code, which LoRAT and most
+trackers report with (GOT-10k val: the got10k toolkit's). `run` tracks every sequence with track.py's Tracker into
+a result folder of one model (model.json), resumable, then scores or packs. `efficiency`: the paper's
+inference-efficiency table (params, MACs, fps), the tracker end to end on a video, the training data pipeline.
 """
 import argparse
 import csv
+import functools
 import io
 import json
 import os
@@ -39,17 +30,119 @@ import torch
 import data
 import lorat
 import synthetic
-# the OPE metrics (pytracking's analysis rules) are metrics.py; their names stay importable from here
-from metrics import (CENTER_THRESHOLDS, LASOT_RULES, NORM_THRESHOLDS, OP50, OP75, PRECISION_AT, SUCCESS_THRESHOLDS,  # noqa: F401
-                     center_error, clean_results, curve_scores, iou_pytracking, sequence_curves, sequence_errors)
+import track
+
+# -----------------------------------------------------------------------------
+# The OPE metrics, pytracking's analysis rules (`extract_results.py`, `plot_results.py`): a tracker's boxes
+# against the ground truth -> success, precision and normalized-precision curves -> AUC, P, NP, OP50, OP75.
+# LaSOT, LaSOT_ext, TNL2K, OTB and TrackingNet-style sets are scored with these.
+
+# The overlap thresholds are exactly pytracking's torch.arange(0, 1.05, 0.05) in float64: it yields
+# 0.6500000000000001 and 0.7500000000000001 where 13 * 0.05 gives 0.65 and 0.75, and an IoU sitting
+# exactly on a threshold must fall on the same side as in the reference.
+SUCCESS_THRESHOLDS = torch.arange(0.0, 1.05, 0.05, dtype=torch.float64).numpy()  # 21 values, 0..1
+CENTER_THRESHOLDS = np.arange(0, 51, dtype=np.float64)  # pixels 0..50; precision is read at 20
+NORM_THRESHOLDS = np.arange(0, 51, dtype=np.float64) / 100.0  # 0..0.5; normalized precision at 0.2
+PRECISION_AT = 20  # index into CENTER_THRESHOLDS (20 px) and NORM_THRESHOLDS (0.20)
+OP50, OP75 = 10, 15  # indices of the 0.5 and 0.75 overlap thresholds
+
+# Datasets that get pytracking's LaSOT-only rules: results shorter than the gt are an error, and
+# frames where the target is not visible fail both center errors (elsewhere the normalized one passes).
+# pytracking names the LaSOT extension 'lasot_extension_subset', so it does NOT get these rules.
+LASOT_RULES = ('lasot',)
+
+
+def clean_results(pred, gt, dataset):
+    """A tracker's raw boxes (N, 4) -> boxes (T, 4) aligned with the ground truth, by pytracking's rules."""
+    pred = np.array(pred, dtype=np.float64).reshape(-1, 4)
+    if np.isnan(pred).any() or (pred[:, 2:] < 0).any():  # a broken result file, not a tracking failure
+        raise ValueError("invalid result: NaN or negative width/height (pytracking refuses such files)")
+    if np.isnan(gt).any():
+        raise ValueError("ground truth has NaN boxes: this split's annotations are withheld "
+                         "(score it on the benchmark's server: `evaluate.py pack`)")
+    for i in range(1, len(pred)):  # a box of zero w or h is the previous (already cleaned) box, frame 0 excepted
+        if (pred[i, 2:] == 0).any():
+            pred[i] = pred[i - 1]
+    if len(pred) > len(gt):  # longer: truncated; shorter: an error on LaSOT, else padded with zero boxes (failures)
+        pred = pred[:len(gt)]
+    elif len(pred) < len(gt):
+        if dataset in LASOT_RULES:
+            raise ValueError(f"result has {len(pred)} boxes for {len(gt)} frames (LaSOT: shorter results "
+                             f"are an error)")
+        pred = np.concatenate([pred, np.zeros((len(gt) - len(pred), 4))])
+    pred[0] = gt[0]  # the tracker was given it
+    return pred
+
+
+def iou_pytracking(pred, gt):
+    """IoU of x,y,w,h boxes with pytracking's +1 pixel convention for the intersection: a box covers
+    pixels x .. x+w-1, so the overlap side is min(x2) - max(x1) + 1; areas stay w*h. (T,4),(T,4)->(T,).
+    (Algebraically the -1 and +1 cancel; they are kept so the floating-point rounding is the reference's.)"""
+    tl = np.maximum(pred[:, :2], gt[:, :2])
+    br = np.minimum(pred[:, :2] + pred[:, 2:] - 1.0, gt[:, :2] + gt[:, 2:] - 1.0)
+    inter = np.clip(br - tl + 1.0, 0, None).prod(1)
+    union = pred[:, 2:].prod(1) + gt[:, 2:].prod(1) - inter
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return inter / union  # 0/0 only on invalid gt frames, which are overwritten
+
+
+def center_error(pred, gt, normalized=False):
+    """Distance of box centers, center = x + 0.5 * (w - 1) (pixel-index convention). Normalized: both
+    centers divided by the gt's w and h first (so the error is in units of the target size). (T,)."""
+    c_pred = pred[:, :2] + 0.5 * (pred[:, 2:] - 1.0)
+    c_gt = gt[:, :2] + 0.5 * (gt[:, 2:] - 1.0)
+    with np.errstate(divide='ignore', invalid='ignore'):  # zero-size gt: inf/NaN, overwritten (invalid)
+        if normalized:
+            c_pred, c_gt = c_pred / gt[:, 2:], c_gt / gt[:, 2:]
+        return np.sqrt(((c_pred - c_gt) ** 2).sum(1))
+
+
+def sequence_errors(pred, gt, visible, dataset):
+    """Per-frame IoU, center error and normalized center error (T,) each, and the valid frames, by pytracking's
+    rules: a frame is valid when its gt has w, h > 0 and the target is visible (where the dataset has flags)."""
+    pred = clean_results(pred, gt, dataset)
+    valid = (gt[:, 2] > 0) & (gt[:, 3] > 0) & visible
+    iou = iou_pytracking(pred, gt)
+    err = center_error(pred, gt)
+    err_norm = center_error(pred, gt, normalized=True)
+    # invalid frames fail every IoU and center-error threshold, and pass every normalized one...
+    iou[~valid], err[~valid], err_norm[~valid] = -1.0, np.inf, -1.0
+    if dataset in LASOT_RULES:  # ... except on LaSOT, where a frame without the target fails that one too
+        err[~visible], err_norm[~visible] = np.inf, np.inf
+    if np.isnan(iou).any():
+        raise ValueError("NaN in the computed overlaps")
+    return iou, err, err_norm, valid
+
+
+def sequence_curves(pred, gt, visible, dataset):
+    """One sequence's success, precision and normalized-precision curves: the fraction of ALL its frames (invalid
+    ones failing, as above) with IoU strictly greater than each threshold, and center error <= each threshold."""
+    iou, err, err_norm, _ = sequence_errors(pred, gt, visible, dataset)
+    n = len(gt)  # pytracking's default: averaged over the full length, not over valid frames
+    return {'success': (iou[:, None] > SUCCESS_THRESHOLDS[None]).sum(0) / n,  # (21,)
+            'precision': (err[:, None] <= CENTER_THRESHOLDS[None]).sum(0) / n,  # (51,)
+            'norm_precision': (err_norm[:, None] <= NORM_THRESHOLDS[None]).sum(0) / n}  # (51,)
+
+
+def curve_scores(curves):
+    """Figures (in %) from one or more sequences' curves; sequences weigh equally.
+    AUC = mean of the success curve over its 21 thresholds (so a perfect tracker gets 20/21 = 95.24:
+    IoU 1 is not > 1); precision at 20 px; normalized precision at 0.2; OP50/OP75 = success at 0.5/0.75."""
+    success = np.mean([c['success'] for c in curves], 0) * 100
+    precision = np.mean([c['precision'] for c in curves], 0) * 100
+    norm_precision = np.mean([c['norm_precision'] for c in curves], 0) * 100
+    return {'AUC': float(success.mean()), 'P': float(precision[PRECISION_AT]),
+            'NP': float(norm_precision[PRECISION_AT]), 'OP50': float(success[OP50]),
+            'OP75': float(success[OP75])}
+
 
 # -----------------------------------------------------------------------------
 # GOT-10k val: the official got10k toolkit's rules
 
 
 def iou_got10k(pred, gt, bound=None):
-    """The got10k toolkit's IoU: no +1 (a box spans x .. x+w), both boxes first clipped to the image
-    (`bound` = (width, height) from meta_info.ini) when known, eps in the union, clipped to [0, 1]."""
+    """The got10k toolkit's IoU: no +1 (a box spans x .. x+w), both boxes first clipped to the image `bound`
+    (width, height from meta_info.ini) when known, eps in the union, clipped to [0, 1]."""
     pred, gt = np.array(pred, dtype=np.float64), np.array(gt, dtype=np.float64)
     if bound is not None:
         for b in (pred, gt):
@@ -93,8 +186,7 @@ def is_got10k_val(dataset, split):
 
 
 def sequence_folder(seq):
-    """The folder holding a sequence's annotation files, found from its first frame's path (the path
-    is only formatted, the image is never opened). None for generated sequences."""
+    """The folder of a sequence's annotation files, from its first frame's path (never opened); None if none."""
     if getattr(seq, 'frames', None) is None:
         return None
     try:
@@ -106,10 +198,9 @@ def sequence_folder(seq):
 
 
 def target_visible(seq, dataset):
-    """pytracking's `target_visible`: for LaSOT (and its extension), the raw flags (not full_occlusion
-    and not out_of_view) without the gt-box check data.py adds, because pytracking keeps the two apart:
-    on LaSOT a zero-size box of a visible target is invalid, yet its normalized center error still
-    passes. Elsewhere the sequence's own visibility (w, h > 0, plus the dataset's flags if any)."""
+    """pytracking's `target_visible`: on LaSOT (and its extension) the raw flags (not full_occlusion, not
+    out_of_view) without data.py's gt-box check, kept apart as pytracking does: a zero-size box of a visible target
+    is invalid, yet its normalized center error passes. Elsewhere the sequence's own visibility."""
     folder = sequence_folder(seq) if dataset in ('lasot', 'lasot_ext') else None
     if folder is None or not (folder / 'full_occlusion.txt').exists():
         return np.asarray(seq.visible, dtype=bool)
@@ -121,8 +212,8 @@ def target_visible(seq, dataset):
 
 
 def got10k_cover_and_bound(seq):
-    """cover.label > 0 per frame and the image size from meta_info.ini, as the toolkit reads them;
-    a sequence without those files (synthetic, custom) falls back to its visibility and no clipping."""
+    """cover.label per frame and the image size from meta_info.ini, as the toolkit reads them; without those files
+    (synthetic, custom) the sequence's visibility and no clipping."""
     folder = sequence_folder(seq)
     cover, bound = np.asarray(seq.visible, dtype=np.int64), None
     if folder is not None and (folder / 'cover.label').exists():
@@ -134,20 +225,19 @@ def got10k_cover_and_bound(seq):
 
 
 def name_key(name):
-    """Sequence names compared loosely: case and the separators - _ . and spaces ignored, so
-    'Basketball', 'basketball', 'air-plane_1' and 'airplane1' find each other."""
+    """Sequence names compared loosely: 'Basketball', 'basketball', 'air-plane_1' and 'airplane1' find each other."""
     return re.sub(r'[-_. ]', '', name).lower()
 
 
-def index_results(folder):
-    """Every result file under a folder -> ({exact name: path}, {name_key: path}). Accepts `<seq>.txt` (pytracking) and
-    `<seq>/<seq>_001.txt` (got10k toolkit, first repetition); skips `*_time.txt`; an exact name wins
-    over a loose one."""
+def result_finder(folder):
+    """The result files under a folder -> find(sequence name): its file by exact name, else by name_key, else None.
+    Accepts `<seq>.txt` (pytracking) and `<seq>/<seq>_001.txt` (got10k toolkit, first repetition)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise SystemExit(f"error: result folder {folder} is a file, not a folder: pass the folder that holds the result files")
+        raise NotADirectoryError(f"result folder {folder} is a file, not a folder: pass the folder that holds "
+                                 f"the result files")
     if not folder.is_dir():
-        raise SystemExit(f"error: result folder {folder} does not exist (pass --results DIR ...)")
+        raise FileNotFoundError(f"result folder {folder} does not exist (pass --results DIR ...)")
     exact, loose = {}, {}
     for path in sorted(folder.rglob('*')):
         stem = path.stem
@@ -159,80 +249,39 @@ def index_results(folder):
             stem = stem[:-4]
         exact.setdefault(stem, path)
         loose.setdefault(name_key(stem), path)
-    return exact, loose
-
-
-def find_result(index, name):
-    """The result file of sequence `name`: its exact name first, else a loose match (None if neither)."""
-    exact, loose = index
-    return exact.get(name) or loose.get(name_key(name))
+    return lambda name: exact.get(name) or loose.get(name_key(name))
 
 
 def read_results(path, dataset=None):
-    """pytracking's result format: one box per line, x,y,w,h separated by commas, tabs or spaces, in the
-    dataset's own convention (LaSOT's 1-based) -> 0-based boxes, as the ground truth is read."""
+    """pytracking's result format (x,y,w,h a line; commas, tabs or spaces) in the dataset's own convention
+    (LaSOT's 1-based) -> 0-based boxes, as the ground truth is read."""
     return data.boxes_from_file(data.read_boxes(path), dataset)
 
 
 # -----------------------------------------------------------------------------
-# score: every tracker on every sequence -> table, plots, per-sequence CSV, attributes
-
-
-# LaSOT's 14 attributes in the order of the toolkit's att/<seq>.txt flag files (and pytracking's table)
-LASOT_ATTRIBUTES = ['IV', 'POC', 'DEF', 'MB', 'CM', 'ROT', 'BC', 'VC', 'SV', 'FOC', 'FM', 'OV', 'LR', 'ARC']
-
-
-def read_attributes(path, sequences):
-    """Per-sequence attribute tags -> {sequence name: [tags]}. From `path` (a pytracking-style JSON
-    {seq: [tags]}, or a folder of LaSOT toolkit att/<seq>.txt 0/1 flag files), else from each
-    sequence's `.attributes` entries that are tag lists ('tags') or booleans. Empty when none."""
-    tags = {}
-    if path:
-        path = Path(path)
-        if path.is_dir():
-            for seq in sequences:
-                f = path / f"{seq.name}.txt"
-                if f.exists():
-                    flags = [int(float(v)) for v in f.read_text().replace(',', ' ').split()]
-                    tags[seq.name] = [a for a, on in zip(LASOT_ATTRIBUTES, flags) if on]
-        elif path.is_file():
-            table = json.loads(path.read_text())
-            tags = {k: v for k, v in table.items() if isinstance(v, list) and not k.startswith('att_name')}
-        else:
-            raise SystemExit(f"error: attribute file {path} does not exist")
-        return tags
-    for seq in sequences:
-        a = seq.attributes or {}
-        found = list(a.get('tags', [])) + [k for k, v in a.items() if isinstance(v, (bool, np.bool_)) and v]
-        if found:
-            tags[seq.name] = found
-    return tags
+# score: every tracker on every sequence -> table, plots, per-sequence CSV
 
 
 def score_tracker(folder, sequences, dataset, split, skip_missing=False):
-    """One result folder against the ground truth -> {sequence name: per-sequence record}.
-    OPE datasets: the record holds the curves; GOT-10k val: the pooled IoUs."""
-    index = index_results(folder)
+    """One result folder against the ground truth -> {sequence name: its curves (OPE) or IoUs (GOT-10k val)}."""
+    find = result_finder(folder)
     records = {}
     for seq in sequences:
-        path = find_result(index, seq.name)
+        path = find(seq.name)
+        if path is None and skip_missing:
+            continue
         if path is None:
-            if skip_missing:
-                continue
-            raise SystemExit(f"error: {folder} has no result for sequence {seq.name} "
-                             f"(expected {seq.name}.txt; --skip-missing scores the sequences present)")
-        try:
-            pred = read_results(path, dataset)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
+            raise FileNotFoundError(f"{folder} has no result for sequence {seq.name} "
+                                    f"(expected {seq.name}.txt; --skip-missing scores the sequences present)")
+        pred = read_results(path, dataset)
         if len(pred) > len(seq):
-            raise SystemExit(f"error: {path}: {len(pred)} boxes for the {len(seq)} frames of {seq.name}: results of "
+            raise ValueError(f"{path}: {len(pred)} boxes for the {len(seq)} frames of {seq.name}: results of "
                              f"another sequence or dataset? score results made on this one")
         nan = np.flatnonzero(np.isnan(seq.boxes).any(1))
         if len(nan) and not is_got10k_val(dataset, split) and len(nan) < len(seq) - 1:  # all but the first: withheld
             folder = sequence_folder(seq)
             where = folder / 'groundtruth.txt' if folder else f"the ground truth of {seq.name}"
-            raise SystemExit(f"error: {where}: line {nan[0] + 1} is not a number (NaN): the ground truth is damaged, "
+            raise ValueError(f"{where}: line {nan[0] + 1} is not a number (NaN): the ground truth is damaged, "
                              f"not the result; fix that line (an absent target is 0,0,0,0)")
         try:
             if is_got10k_val(dataset, split):
@@ -246,15 +295,14 @@ def score_tracker(folder, sequences, dataset, split, skip_missing=False):
                     print(f"warning: {path}: {len(pred)} boxes for {len(seq)} frames: scored with the missing "
                           f"ones as zero boxes (failures), pytracking's rule", file=sys.stderr)
         except ValueError as e:
-            raise SystemExit(f"error: {path}: {e}") from None
+            raise ValueError(f"{path}: {e}") from None
     return records
 
 
 def held_and_tightness(pred, gt, visible, dataset):
-    """Where a sequence's score is lost, not a figure the papers report: `held` is the share of its valid frames
-    whose predicted box center lies inside the true box (the tracker is on the target), `iou_held` the
-    mean IoU over those frames (how tight its box is there). A low AUC with a high `held` is loose
-    boxes; with a low `held`, a lost target."""
+    """Where a sequence's score is lost (not a figure the papers report): `held` is the share of its valid frames
+    whose predicted box center lies inside the true box, `iou_held` the mean IoU over those frames. A low AUC
+    with a high `held` is loose boxes; with a low `held`, a lost target."""
     iou, _, _, valid = sequence_errors(pred, gt, visible, dataset)
     pred = clean_results(pred, gt, dataset)  # what sequence_errors scored
     center = pred[:, :2] + pred[:, 2:] / 2  # (T, 2)
@@ -264,39 +312,23 @@ def held_and_tightness(pred, gt, visible, dataset):
 
 
 def summarize(records, names, got10k):
-    """The tracker's overall figures over the given sequences."""
+    """Figures over the sequences `names`: GOT-10k's pooled over frames, else the OPE average over sequences."""
     if got10k:
         return got10k_scores([records[n]['ious'] for n in names])
     return curve_scores([records[n] for n in names])
 
 
-def per_sequence_rows(tracker, records, got10k):
-    """One CSV row per sequence: tracker, sequence, that sequence's own figures, then (OPE datasets)
-    where its score is lost: `held` and `iou_held` (held_and_tightness)."""
-    for name, rec in records.items():
-        figures = got10k_scores([rec['ious']]) if got10k else curve_scores([rec])
+def per_sequence_rows(tracker, got10k):
+    """A CSV row per sequence: tracker, sequence, its own figures, then (OPE) `held` and `iou_held`."""
+    for name in tracker['names']:
+        rec = tracker['records'][name]
+        figures = summarize(tracker['records'], [name], got10k)
         if not got10k:
             figures.update(held=100 * rec['held'], iou_held=rec['iou_held'])
-        yield {'tracker': tracker, 'sequence': name, **{k: f"{v:.4f}" for k, v in figures.items()}}
-
-
-def format_row(name, figures, count, width):
-    return f"{name:<{width}}  " + "  ".join(f"{k} {v:6.2f}" for k, v in figures.items()) + f"  ({count} seqs)"
-
-
-def write_csv(path, rows):
-    rows = list(rows)
-    if not rows:
-        return
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    data.write_text_atomic(path, buf.getvalue())
+        yield {'tracker': tracker['name'], 'sequence': name, **{k: f"{v:.4f}" for k, v in figures.items()}}
 
 
 def plot_curves(path, x, curves, labels, xlabel, ylabel, title):
-    """One curve per tracker, best first, its figure in the legend (as in the papers)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -307,32 +339,25 @@ def plot_curves(path, x, curves, labels, xlabel, ylabel, title):
     ax.grid(True, alpha=0.4)
     ax.legend(loc='lower left' if 'Success' in title else 'lower right', fontsize=9)
     fig.tight_layout()
-    data.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))
+    lorat.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))
     plt.close(fig)
 
 
-def mean_curve(records, names, key):
-    return np.mean([records[n][key] for n in names], 0) * 100
+# The OPE plots: file, curve, the figure in the legend, thresholds, axis labels, title
+OPE_PLOTS = [('success.png', 'success', 'AUC', SUCCESS_THRESHOLDS, 'Overlap threshold', 'Success rate (%)', 'Success'),
+             ('precision.png', 'precision', 'P', CENTER_THRESHOLDS, 'Location error threshold (px)', 'Precision (%)',
+              'Precision'),
+             ('norm_precision.png', 'norm_precision', 'NP', NORM_THRESHOLDS, 'Normalized location error threshold',
+              'Normalized precision (%)', 'Normalized precision')]
 
 
 def plot_ope(report, trackers, dataset):
     """success.png (AUC in the legend), precision.png and norm_precision.png (value at 20 px / 0.2)."""
-    order = sorted(trackers, key=lambda t: -t['figures']['AUC'])
-    plot_curves(report / 'success.png', SUCCESS_THRESHOLDS,
-                [mean_curve(t['records'], t['names'], 'success') for t in order],
-                [f"{t['name']} [{t['figures']['AUC']:.2f}]" for t in order],
-                'Overlap threshold', 'Success rate (%)', f'Success plot of OPE on {dataset}')
-    order = sorted(trackers, key=lambda t: -t['figures']['P'])
-    plot_curves(report / 'precision.png', CENTER_THRESHOLDS,
-                [mean_curve(t['records'], t['names'], 'precision') for t in order],
-                [f"{t['name']} [{t['figures']['P']:.2f}]" for t in order],
-                'Location error threshold (px)', 'Precision (%)', f'Precision plot of OPE on {dataset}')
-    order = sorted(trackers, key=lambda t: -t['figures']['NP'])
-    plot_curves(report / 'norm_precision.png', NORM_THRESHOLDS,
-                [mean_curve(t['records'], t['names'], 'norm_precision') for t in order],
-                [f"{t['name']} [{t['figures']['NP']:.2f}]" for t in order],
-                'Normalized location error threshold', 'Normalized precision (%)',
-                f'Normalized precision plot of OPE on {dataset}')
+    for file, curve, figure, x, xlabel, ylabel, title in OPE_PLOTS:
+        order = sorted(trackers, key=lambda t: -t['figures'][figure])
+        plot_curves(report / file, x, [np.mean([t['records'][n][curve] for n in t['names']], 0) * 100 for t in order],
+                    [f"{t['name']} [{t['figures'][figure]:.2f}]" for t in order], xlabel, ylabel,
+                    f'{title} plot of OPE on {dataset}')
 
 
 def plot_got10k(report, trackers):
@@ -348,21 +373,8 @@ def plot_got10k(report, trackers):
                 'Overlap threshold', 'Success rate (%)', 'Success plot on GOT-10k val')
 
 
-def attribute_rows(trackers, tags, got10k):
-    """Per attribute, each tracker's figures over the sequences that have it."""
-    attributes = sorted({a for ts in tags.values() for a in ts})
-    for attribute in attributes:
-        for t in trackers:
-            names = [n for n in t['names'] if attribute in tags.get(n, ())]
-            if names:
-                figures = summarize(t['records'], names, got10k)
-                yield {'attribute': attribute, 'tracker': t['name'], 'sequences': len(names),
-                       **{k: f"{v:.2f}" for k, v in figures.items()}}
-
-
-def score(folders, sequences, dataset, split=None, report=None, skip_missing=False, attributes=None):
-    """Score result folders -> list of {'name', 'figures', 'sequences'}; writes the report files
-    (scores.json, per_sequence.csv, plots, attributes.csv) when `report` is a folder."""
+def score(folders, sequences, dataset, split=None, report=None, skip_missing=False):
+    """Result folders -> [{'name', 'figures', 'sequences'}]; writes the report files into the folder `report`."""
     got10k = is_got10k_val(dataset, split)
     trackers = []
     for folder in folders:
@@ -371,99 +383,85 @@ def score(folders, sequences, dataset, split=None, report=None, skip_missing=Fal
     # like pytracking's skip_missing_seq: a sequence counts only when every tracker has it
     common = [s.name for s in sequences if all(s.name in t['records'] for t in trackers)]
     if not common:
-        raise SystemExit("error: no sequence has results from every tracker: nothing to score")
+        raise ValueError("no sequence has results from every tracker: nothing to score")
     for t in trackers:
         t['names'] = common
         t['figures'] = summarize(t['records'], common, got10k)
     if report is not None:
-        write_report(Path(report), trackers, sequences, dataset, got10k, attributes)
+        write_report(Path(report), trackers, dataset, got10k)
     return [{'name': t['name'], 'figures': t['figures'], 'sequences': len(common)} for t in trackers]
 
 
-def write_report(report, trackers, sequences, dataset, got10k, attributes):
+def write_report(report, trackers, dataset, got10k):
+    """scores.json, per_sequence.csv and the plots."""
     summary = [{'name': t['name'], 'sequences': len(t['names']), **t['figures']} for t in trackers]
     data.write_text_atomic(report / 'scores.json', json.dumps(summary, indent=1))
-    write_csv(report / 'per_sequence.csv',
-              (row for t in trackers for row in per_sequence_rows(t['name'], {n: t['records'][n] for n in t['names']}, got10k)))
+    rows = [row for t in trackers for row in per_sequence_rows(t, got10k)]
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    data.write_text_atomic(report / 'per_sequence.csv', table.getvalue())
     if got10k:
         plot_got10k(report, trackers)
     else:
         plot_ope(report, trackers, dataset)
-    tags = read_attributes(attributes, sequences)
-    if tags:
-        write_csv(report / 'attributes.csv', attribute_rows(trackers, tags, got10k))
 
 
-def print_table(results, as_json=False):
-    if as_json:
-        print(json.dumps(results, indent=1))
-        return
+def print_table(results):
     width = max(len(r['name']) for r in results)
     for r in results:
-        print(format_row(r['name'], r['figures'], r['sequences'], width))
+        figures = "  ".join(f"{k} {v:6.2f}" for k, v in r['figures'].items())
+        print(f"{r['name']:<{width}}  {figures}  ({r['sequences']} seqs)")
 
 
 # -----------------------------------------------------------------------------
 # Server files: GOT-10k test and TrackingNet test are scored by their evaluation servers
 
 
-def got10k_files(name, boxes, times):
-    """GOT-10k test (the got10k toolkit's layout): one folder per sequence at the zip's root, holding
-    `<seq>_001.txt` (repetition 1; frame 0 included) and `<seq>_time.txt` (seconds per frame, one per
-    line; the server's fps skips zeros)."""
-    return {f"{name}/{name}_001.txt": data.box_lines(boxes, 3),
-            f"{name}/{name}_time.txt": ''.join(f"{t:.8f}\n" for t in times)}
-
-
-def trackingnet_files(name, boxes, times):
-    """TrackingNet test: a flat zip, `<seq>.txt` at the root, no folders."""
+def server_files(dataset, name, boxes, times):
+    """A sequence's files in the server's zip. GOT-10k test (the toolkit's layout): `<seq>/<seq>_001.txt` (repetition
+    1, frame 0 included) and `<seq>/<seq>_time.txt` (the server's fps skips zeros). TrackingNet: `<seq>.txt`."""
+    if dataset == 'got10k_test':
+        return {f"{name}/{name}_001.txt": data.box_lines(boxes, 3),
+                f"{name}/{name}_time.txt": ''.join(f"{t:.8f}\n" for t in times)}
     return {f"{name}.txt": data.box_lines(boxes, 4)}
 
 
-SERVER_LAYOUTS = {'got10k_test': got10k_files, 'trackingnet': trackingnet_files}
-
-
 def read_times(result_path, n):
-    """Per-frame seconds from `<seq>_time.txt` beside a result file, or zeros when there is none."""
+    """Per-frame seconds from `<seq>_time.txt` beside a result file; zeros when there is none (or not n)."""
     path = Path(result_path).with_name(Path(result_path).stem + '_time.txt')
-    if not path.exists():
-        return np.zeros(n)
-    times = np.array(path.read_text().replace(',', ' ').split(), dtype=np.float64)
+    times = np.array(path.read_text().replace(',', ' ').split(), dtype=np.float64) if path.exists() else []
     return times if len(times) == n else np.zeros(n)
 
 
 def pack(dataset, results, names):
-    """The server's zip of a test split from a result folder, written beside it: <folder>_<dataset>.zip.
-    `names`: the sequences (Sequence objects, or names). Every result is checked before the zip is
-    written: present, finite, and (for sequences) one box per frame -- the server would score a short
-    or NaN file as failures, silently."""
-    if dataset not in SERVER_LAYOUTS:
-        raise SystemExit(f"error: no server file for {dataset}: pack {' or '.join(SERVER_LAYOUTS)}")
+    """The server's zip of the sequences (or names) `names` beside the result folder: <folder>_<dataset>.zip. Each
+    result is checked first (present, finite, a box per frame): the server scores a bad file as failures, silently."""
+    if dataset not in ('got10k_test', 'trackingnet'):
+        raise ValueError(f"no server file for {dataset}: pack got10k_test or trackingnet")
     results = Path(results)
-    index, out = index_results(results), results.with_name(f"{results.name}_{dataset}.zip")
+    find, out = result_finder(results), results.with_name(f"{results.name}_{dataset}.zip")
     files = {}
     for seq in names:
         name, frames = (seq, None) if isinstance(seq, str) else (seq.name, len(seq))
-        path = find_result(index, name)
+        path = find(name)
         if path is None:
-            raise SystemExit(f"error: {results} has no result for {name}: run it first")
-        try:
-            boxes = read_results(path)
-        except ValueError as e:
-            raise SystemExit(f"error: {e}") from None
+            raise FileNotFoundError(f"{results} has no result for {name}: run it first")
+        boxes = read_results(path)
         if not np.isfinite(boxes).all():
-            raise SystemExit(f"error: {path}: line {int(np.flatnonzero(~np.isfinite(boxes).all(1))[0]) + 1} is not a finite "
+            raise ValueError(f"{path}: line {int(np.flatnonzero(~np.isfinite(boxes).all(1))[0]) + 1} is not a finite "
                              f"box (NaN or inf): the server needs a box on every frame; track the sequence again")
         if frames is not None and len(boxes) != frames:
-            raise SystemExit(f"error: {path}: {len(boxes)} boxes for the {frames} frames of {name}: the server needs "
+            raise ValueError(f"{path}: {len(boxes)} boxes for the {frames} frames of {name}: the server needs "
                              f"exactly one per frame; track the sequence again (delete the file, then `run`)")
-        files.update(SERVER_LAYOUTS[dataset](name, boxes, read_times(path, len(boxes))))
+        files.update(server_files(dataset, name, boxes, read_times(path, len(boxes))))
 
     def write(tmp):
         with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
             for arcname, text in files.items():
                 z.writestr(arcname, text)
-    data.write_atomic(out, write)
+    lorat.write_atomic(out, write)
     return out
 
 
@@ -472,8 +470,8 @@ def pack(dataset, results, names):
 
 
 def track_sequence(tracker, seq):
-    """One-pass evaluation of one sequence: init on frame 0 with the gt box, then update on every
-    later frame, never re-initialized. -> boxes (T, 4) (row 0 = the gt box) and seconds per frame."""
+    """One pass: init on frame 0 with the gt box, update on every later frame, never re-initialized.
+    -> boxes (T, 4) (row 0 = the gt box) and seconds per frame."""
     boxes, times = np.zeros((len(seq), 4)), np.zeros(len(seq))
     start = time.perf_counter()
     tracker.init(seq.frame(0), seq.boxes[0])
@@ -488,25 +486,27 @@ def track_sequence(tracker, seq):
 
 
 def write_sequence_result(out, name, boxes, times, dataset=None):
-    """`<seq>_time.txt` first, then `<seq>.txt` (both atomic): the box file marks a finished sequence.
-    Boxes are written in the dataset's own convention (LaSOT: 1-based, as the authors write them)."""
+    """`<seq>_time.txt`, then `<seq>.txt`, the mark of a finished sequence, in the dataset's own convention
+    (LaSOT: 1-based, as the authors write them)."""
     out = Path(out)
     data.write_text_atomic(out / f"{name}_time.txt", ''.join(f"{t:.6f}\n" for t in times))
     data.write_text_atomic(out / f"{name}.txt", data.box_lines(data.boxes_to_file(boxes, dataset)))
 
 
 def is_finished(out, seq):
-    return (Path(out) / f"{seq.name}.txt").exists()
+    """A sequence is done when its result file holds one box per frame. A synthetic clip's name does not say
+    its length: a result of another --length (another clip of that name) is tracked again."""
+    path = Path(out) / f"{seq.name}.txt"
+    return path.exists() and len(read_results(path)) == len(seq)
 
 
-# A result folder holds the results of one model; this file in it says which (finished sequences are
-# skipped on the next run, so results of two models must never meet in one folder)
+# A result folder holds one model's results (finished sequences are skipped): model.json in it says which
 MODEL_RECORD = 'model.json'
 SAME_MODEL = ('weights_sha256', 'backbone_sha256', 'res', 'dtype')
 
 
 def model_record(weights, backbone=None, res=None, dtype=None):
-    """The weights (and backbone) by absolute path and sha256, the resolution and the dtype: what makes results."""
+    """What makes results: the weights (and backbone) by absolute path and sha256, the resolution, the dtype."""
     record = {'weights': str(Path(weights).resolve()), 'weights_sha256': lorat.file_sha256(weights)}
     if backbone:
         record.update(backbone=str(Path(backbone).resolve()), backbone_sha256=lorat.file_sha256(backbone))
@@ -522,13 +522,11 @@ def default_result_folder(record, dataset):
 
 
 def claim_result_folder(out, record, retrack=False, names=None):
-    """Make `out` the folder of this model's results: new, or already this model's (a killed run resumes).
-    Another model's results, or results that say no model, are refused in one line; --retrack deletes
-    the result files this run will write (`<seq>.txt`, `<seq>_time.txt` of the sequences `names`; every
-    result file when `names` is None), never another file of the folder."""
+    """Make `out` the folder of this model's results: new, or this model's (a killed run resumes); another's are
+    refused. --retrack deletes the result files of the sequences `names` (every one when None), never another file."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise SystemExit(f"error: --out {out} is a file, not a folder: give a folder for the results")
+        raise NotADirectoryError(f"--out {out} is a file, not a folder: give a folder for the results")
     results = sorted(out.glob('*.txt')) if out.is_dir() else []
     try:
         old = json.loads((out / MODEL_RECORD).read_text()) if (out / MODEL_RECORD).is_file() else None
@@ -540,8 +538,9 @@ def claim_result_folder(out, record, retrack=False, names=None):
         maker = (f"{old.get('weights')} (sha256 {str(old.get('weights_sha256'))[:12]}..., {old.get('dtype')})"
                  if old and old.get('weights') else "a model it does not record"
                  + (f" (its {MODEL_RECORD} is unreadable)" if old is not None else ''))
-        raise SystemExit(f"error: {out} holds results of {maker}, not of {record['weights']} (sha256 "
-                         f"{record['weights_sha256'][:12]}..., {record['dtype']}): pass another --out, or --retrack to replace them")
+        raise ValueError(f"{out} holds results of {maker}, not of {record['weights']} (sha256 "
+                         f"{record['weights_sha256'][:12]}..., {record['dtype']}): pass another --out, or --retrack "
+                         f"to replace them")
     ours = None if names is None else {f"{n}{end}" for n in names for end in ('.txt', '_time.txt')}
     for path in results:
         if ours is None or path.name in ours:
@@ -549,7 +548,7 @@ def claim_result_folder(out, record, retrack=False, names=None):
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise SystemExit(f"error: cannot make the result folder {out}: {lorat.write_error(e, out / 'x')}") from None
+        raise OSError(f"cannot make the result folder {out}: {lorat.write_error(e, out / 'x')}") from None
     data.write_text_atomic(out / MODEL_RECORD, json.dumps(record, indent=1) + '\n')
 
 
@@ -573,42 +572,21 @@ def worker_track(name, out):
     return name, len(seq), float(times.sum())
 
 
-class TrackerFactory:
-    """A picklable `device -> Tracker` (worker processes rebuild the tracker from the weights file).
-    track.py is imported here, not at the top, so that `score` works without it."""
-
-    def __init__(self, weights, dtype=None, backbone=None, res=None):
-        self.weights, self.dtype, self.backbone, self.res = weights, dtype, backbone, res
-
-    def __call__(self, device):
-        import track
-        dtype = self.dtype or lorat.default_dtype(device, training=False)
-        return track.load_tracker(self.weights, device, dtype, self.backbone, self.res)
-
-
 def open_sequences(dataset, root=None, split=None, num=None, length=None, limit=None, partial=False):
-    """The sequences of a dataset (annotations only). `num`/`length` size the synthetic set;
-    `limit` keeps the first N sequences (a quick look); `partial`: the ones present of a partial dataset."""
+    """The sequences of a dataset (annotations only); `limit`: the first N (a quick look)."""
     options = {k: v for k, v in (('num', num), ('length', length)) if v is not None}
-    try:
-        seqs = data.open_dataset(dataset, root, split, partial=partial, **options)
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    seqs = list(seqs)
+    seqs = list(data.open_dataset(dataset, root, split, partial=partial, **options))
     return seqs[:limit] if limit else seqs
 
 
 def track_all(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',)):
-    """Track every sequence without a result yet, printing a line with the ETA after each; -> names tracked now.
-    workers <= 1: in this process (`make_tracker(device)` may be any callable, e.g. a fake in tests).
-    workers > 1: that many spawned processes, devices handed out round-robin; `spec` (the
-    open_sequences arguments) lets each worker reopen the dataset, as sequences do not pickle."""
+    """Track every sequence without a result yet, a line with the ETA after each; -> the names tracked now. workers > 1:
+    spawned processes, devices round-robin, each reopening the dataset from `spec` (sequences do not pickle)."""
     Path(out).mkdir(parents=True, exist_ok=True)
     todo = [s for s in seqs if not is_finished(out, s)]
     if len(todo) < len(seqs):
         print(f"resuming: {len(seqs) - len(todo)} of {len(seqs)} sequences already have results in {out}",
               file=sys.stderr)
-    import track  # its progress lines; not at the top, so that `score` works without track.py
     progress = track.Progress(sum(len(s) for s in todo), len(todo))
     if workers <= 1 or len(todo) <= 1:
         tracker = make_tracker(devices[0]) if todo else None
@@ -640,37 +618,12 @@ def available_devices(device):
 
 
 # -----------------------------------------------------------------------------
-# efficiency, the one speed test: the paper's inference-efficiency table for this implementation (params,
-# MACs, forward fps), the tracker end to end on a video, the training data pipeline
-
-
-def median_seconds(fn, device='cpu', warmup=10, iters=50):
-    """The median seconds of `fn()` over `iters` timed calls, after `warmup` untimed ones. On a GPU each call
-    is synchronized before and after: kernels run asynchronously, and the clock would stop at their launch."""
-    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
-    times = []
-    for k in range(warmup + iters):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        if k >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def best_dtype(device):
-    """bf16 on a GPU that has it (fp16 otherwise); fp32 on a CPU, where bf16 measured slower here."""
-    if str(device).startswith('cuda'):
-        with torch.cuda.device(device):  # bf16 in hardware only: emulated (V100, T4) is slower than fp16
-            return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    return torch.float32
+# efficiency, the speed test: the paper's inference-efficiency table, tracking end to end, the data pipeline
 
 
 def compile_for_inference(model, device, backend='inductor'):
-    """torch.compile for batch-1 inference: one graph (fullgraph: a break would fail loudly, not slowly),
-    static shapes; on a GPU replayed as a CUDA graph ('reduce-overhead'), so a frame costs one launch
-    instead of hundreds (a merged B-224 forward is ~180 kernels; 209 fps leaves 4.8 ms a frame)."""
+    """torch.compile for batch-1 inference: one graph (fullgraph: a break fails loudly, not slowly), static shapes; on a
+    GPU a CUDA graph ('reduce-overhead'): one launch a frame, not ~180 kernels (209 fps leaves 4.8 ms a frame)."""
     mode = 'reduce-overhead' if str(device).startswith('cuda') and backend == 'inductor' else None
     return torch.compile(model, backend=backend, mode=mode, fullgraph=True, dynamic=False)
 
@@ -683,10 +636,9 @@ def compiled_max_diff(model, compiled, inputs):
 
 
 def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
-    """Forward passes per second, batch 1, LoRA merged (no latency cost), the device's best dtype;
-    warm-up first, then the median over `iters` timed passes. 'OOM' when it does not fit.
-    compile: torch.compile'd (compile_for_inference); returns (fps, max difference to eager)."""
-    dtype = best_dtype(device)
+    """Forward passes per second (median of `iters`), batch 1, LoRA merged, in the device's best dtype (train.py's
+    default); 'OOM' when it does not fit. compile: torch.compile'd, -> (fps, largest difference to eager)."""
+    dtype = lorat.DTYPES[lorat.default_dtype(device, training=True)]
     model = None
     try:
         with torch.device(device):  # initialized where it runs: a ViT-g drawn on the CPU takes minutes
@@ -697,7 +649,7 @@ def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
             forward = compile_for_inference(model, device)
             diff = compiled_max_diff(model, forward, inputs)  # the first call compiles
         with torch.inference_mode():
-            fps = 1.0 / median_seconds(lambda: forward(*inputs), device, warmup, iters)
+            fps = 1.0 / lorat.median_seconds(lambda: forward(*inputs), device, warmup, iters)
         return (fps, diff) if compile else fps
     except (torch.OutOfMemoryError, MemoryError):
         return 'OOM'
@@ -712,8 +664,7 @@ def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
 
 
 def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, compile=False):
-    """Rows of the table: our params (training total, LoRA, head; after merging), MACs, fps, and the
-    paper's params / MACs / fps beside them."""
+    """Rows of the table: our model card (params, MACs), fps, and the paper's params / MACs / fps beside them."""
     rows = []
     for size in sizes:
         for res in resolutions:
@@ -726,7 +677,7 @@ def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, 
                 if compile:
                     fast = measure_fps(size, res, device, warmup, iters, compile=True)
                     row['fps_compiled'], row['compiled_max_diff'] = fast if isinstance(fast, tuple) else (fast, None)
-                row['dtype'] = str(best_dtype(device)).replace('torch.', '')
+                row['dtype'] = lorat.default_dtype(device, training=True)
                 row['device'] = torch.cuda.get_device_name(device) if str(device).startswith('cuda') else 'cpu'
             rows.append(row)
     return rows
@@ -757,14 +708,13 @@ def tracking_speed(device='cpu', frames=20, models=TRACKING_MODELS):
     """track.py end to end (decode, crop, forward, box, draw, encode) on a 640x360 synthetic mp4 of `frames`
     frames, random weights: fps, the forward's milliseconds a frame and the share of time outside it."""
     import tempfile
-    import track
     clip = synthetic.synthetic_clip(0, length=max(frames, 2), size=VIDEO_SIZE)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, 'clip.mp4')
         data.write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
         for size, res, dtype in models:
-            tracker = track.Tracker(lorat.build_model(size, res, lora_rank=0), device, track.DTYPES[dtype])
+            tracker = track.Tracker(lorat.build_model(size, res, lora_rank=0), device, lorat.DTYPES[dtype])
             tracker.init(clip.frame(0), clip.boxes[0])
             tracker.update(clip.frame(1))  # warm-up: kernel selection, allocator
             spent = time_forward(tracker.model, device)
@@ -787,9 +737,8 @@ DATA_CROPS = [(56, 112, 4.0), (112, 224, 4.0)]  # template px, search px, search
 
 
 def data_speed(samples=640, workers=(0,), clips=32):
-    """Training pairs per second (data.pipeline_speed: sample, crop, augment, standardize, batch) of the default
-    training data, synthetic clips and stills 3:1, at T-112's and B-224's crops. The `clips` clips are made
-    and annotated first, as a run does once: what is timed is the steady state."""
+    """Training pairs per second (data.pipeline_speed) of the default data, synthetic clips and stills 3:1, at
+    T-112's and B-224's crops; the `clips` clips made and annotated first, as a run does once (the steady state)."""
     clips = data.open_dataset('synthetic', split='train', num=clips)
     for clip in clips:
         clip.boxes  # made and annotated before the clock starts
@@ -807,8 +756,7 @@ def print_data_speed(rows):
 
 
 def print_efficiency(rows):
-    head = f"{'model':<7}{'params M (LoRA, head)':>24}{'merged':>8}{'MACs G':>8}{'fps':>8}   paper: params  MACs  fps"
-    print(head)
+    print(f"{'model':<7}{'params M (LoRA, head)':>24}{'merged':>8}{'MACs G':>8}{'fps':>8}   paper: params  MACs  fps")
     for r in rows:
         fps = r.get('fps', '-')
         fps = f"{fps:.1f}" if isinstance(fps, float) else str(fps)
@@ -834,48 +782,29 @@ def speed_part(text):
 
 
 def speed_test(args):
-    """`efficiency`: the parts asked for, each printed as soon as it is measured (or all as JSON at the end)."""
+    """`efficiency`: the parts asked for, each printed as soon as it is measured."""
     device = available_devices(args.device)[0]
     gpu = device.startswith('cuda')
-    warmup = args.warmup if args.warmup is not None else (10 if gpu else 2)
-    iters = args.iters if args.iters is not None else (50 if gpu else 5)
+    if gpu:
+        torch.cuda.set_device(device)  # the GPU lorat.default_dtype asks about
+    warmup, iters = (10, 50) if gpu else (2, 5)  # untimed, then timed passes of the model table
     measure = {'model': lambda: efficiency(args.sizes, args.res, device, not args.no_fps, warmup, iters, args.compile),
                'tracking': lambda: tracking_speed(device, args.frames), 'data': lambda: data_speed(args.samples)}
     show = {'model': print_efficiency, 'tracking': lambda rows: print_tracking_speed(rows, device), 'data': print_data_speed}
     tables = {}
-    try:
-        for part in SPEED_PARTS:
-            if part in (['model'] if args.no_fps else args.parts):
-                tables[part] = measure[part]()
-                if not args.json:
-                    show[part](tables[part])
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
-    if args.json:
-        print(json.dumps(tables, indent=1))
+    for part in SPEED_PARTS:
+        if part in (['model'] if args.no_fps else args.parts):
+            tables[part] = measure[part]()
+            show[part](tables[part])
     return tables
 
 
-# -----------------------------------------------------------------------------
 # Command line
 
 DATASETS = ['lasot', 'lasot_ext', 'got10k_val', 'got10k_test', 'trackingnet', 'tnl2k', 'otb', 'synthetic', 'custom']
 
 
-def is_server_only(dataset, split):
-    """Test splits whose ground truth is withheld: their results go to the dataset's evaluation server."""
-    return dataset == 'got10k_test' or (dataset == 'trackingnet' and split in (None, 'test', 'TEST'))
-
-
-def dataset_split(dataset, split):
-    """The split evaluated by default: LaSOT's 280-sequence test split, TrackingNet's TEST, synthetic 'test';
-    'all' = every sequence present under the root."""
-    if split == 'all':
-        return None
-    if split is not None:
-        return split
-    return {'lasot': 'test', 'trackingnet': 'test', 'synthetic': 'test'}.get(dataset)
-
+DEFAULT_SPLITS = {'lasot': 'test', 'trackingnet': 'test', 'synthetic': 'test'}  # LaSOT's 280 sequences; TEST
 
 def add_dataset_args(p):
     p.add_argument('--dataset', required=True, choices=DATASETS)
@@ -887,12 +816,10 @@ def add_dataset_args(p):
     p.add_argument('--limit', type=lorat.positive_int, help="only the first N sequences (a quick look)")
     p.add_argument('--partial', action='store_true', help="a dataset only partly present: use the sequences there "
                                                          "(default: refuse it; it says how many of how many)")
-    p.add_argument('--attributes', help="attribute tags: pytracking JSON or a LaSOT att/ folder")
 
 
 def parse_args(argv=None):
-    parser = lorat.Parser(description=__doc__.split('\n\n')[0].strip(),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = lorat.Parser(description=__doc__.split('\n\n')[0].strip())
     sub = parser.add_subparsers(dest='command', required=True)
 
     p = sub.add_parser('run', help="track every sequence, then score (or pack the server file)")
@@ -905,7 +832,7 @@ def parse_args(argv=None):
     p.add_argument('--retrack', action='store_true', help="--out holds another model's results: delete them and track again")
     p.add_argument('--workers', type=lorat.positive_int, default=1, help="tracking processes (GPUs round-robin)")
     p.add_argument('--device', default='cpu', help="cpu, cuda (every GPU) or cuda:N")
-    p.add_argument('--dtype', choices=['fp32', 'bf16', 'fp16'], help="inference precision: fp16 or bf16 autocast over fp32 weights, or plain fp32. "
+    p.add_argument('--dtype', choices=lorat.DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights, or plain fp32. "
                    "Default: fp16 on a GPU (the authors' evaluation), fp32 on a CPU")
     p.add_argument('--report', help="report folder (default <out>/report)")
 
@@ -914,7 +841,6 @@ def parse_args(argv=None):
     p.add_argument('--results', nargs='+', required=True, help="result folders; the folder name is the tracker")
     p.add_argument('--report', help="folder for plots and CSVs (default reports/<dataset>, ignored by git)")
     p.add_argument('--skip-missing', action='store_true', help="score the sequences every tracker has")
-    p.add_argument('--json', action='store_true', help="machine-readable output")
 
     p = sub.add_parser('pack', help="write the server zip of a test split (GOT-10k test, TrackingNet)")
     add_dataset_args(p)
@@ -932,11 +858,8 @@ def parse_args(argv=None):
     p.add_argument('--no-fps', action='store_true', help="the model table's params and MACs only (no timing at all)")
     p.add_argument('--compile', action='store_true', help="also time torch.compile'd inference (CUDA graphs on a "
                    "GPU) and print its largest difference to eager")
-    p.add_argument('--warmup', type=lorat.nonneg_int, help="model table: untimed passes first (default 10 on a GPU, 2 on a CPU)")
-    p.add_argument('--iters', type=lorat.positive_int, help="model table: timed passes, the median is reported (default 50 GPU, 5 CPU)")
     p.add_argument('--frames', type=lorat.positive_int, default=20, help="tracking: frames of the 640x360 clip (default 20)")
     p.add_argument('--samples', type=lorat.positive_int, default=640, help="data pipeline: pairs per measurement (default 640)")
-    p.add_argument('--json', action='store_true', help="machine-readable output: {part: rows}")
     return parser.parse_args(argv)
 
 
@@ -953,7 +876,7 @@ def command(args):
     if args.command == 'efficiency':
         return speed_test(args)
 
-    split = dataset_split(args.dataset, args.split)
+    split = None if args.split == 'all' else args.split or DEFAULT_SPLITS.get(args.dataset)  # all: every sequence
     spec = dict(dataset=args.dataset, root=args.root, split=split, num=args.num, length=args.length, limit=args.limit,
                 partial=args.partial)
     seqs = open_sequences(**spec)
@@ -962,31 +885,33 @@ def command(args):
         return
     if args.command == 'score':
         results = score(args.results, seqs, args.dataset, split, args.report or f"reports/{args.dataset}",
-                        args.skip_missing, args.attributes)
-        print_table(results, args.json)
+                        args.skip_missing)
+        print_table(results)
         return results
 
     # run
     if not os.path.isfile(args.weights):
-        raise SystemExit(f"error: weights {args.weights} not found (train with train.py, or pass --weights FILE)")
+        raise FileNotFoundError(f"weights {args.weights} not found (train with train.py, or pass --weights FILE)")
     if args.backbone and not os.path.isfile(args.backbone):
-        raise SystemExit(f"error: --backbone {args.backbone} not found: pass the DINOv2 file the weights were trained on")
+        raise FileNotFoundError(f"--backbone {args.backbone} not found: pass the DINOv2 file the weights were trained on")
     kind, _, detail = lorat.identify_weights(args.weights)  # a wrong kind of file: one line, before any worker starts
     if kind not in ('export', 'checkpoint', 'release'):
         raise ValueError(lorat.wrong_weights(args.weights, kind, detail, '--weights', 'tracker'))
     for seq in seqs:  # the boxes against the frames, before hours of tracking: one line naming the sequence
         seq.check(first_box=True)
     devices = available_devices(args.device)
-    record = model_record(args.weights, args.backbone, args.res, args.dtype or lorat.default_dtype(devices[0], training=False))
+    dtype = args.dtype or lorat.default_dtype(devices[0], training=False)
+    record = model_record(args.weights, args.backbone, args.res, dtype)
     out = Path(args.out) if args.out else default_result_folder(record, args.dataset)
     claim_result_folder(out, record, args.retrack, [s.name for s in seqs])
     print(f"results: {out}", file=sys.stderr)
-    track_all(seqs, out, TrackerFactory(args.weights, args.dtype, args.backbone, args.res),
-                  args.workers, spec, devices)
-    if is_server_only(args.dataset, split):
+    make_tracker = functools.partial(track.load_tracker, args.weights, dtype=dtype, backbone=args.backbone,
+                                     res=args.res)  # device -> Tracker, picklable for the worker processes
+    track_all(seqs, out, make_tracker, args.workers, spec, devices)
+    if args.dataset == 'got10k_test' or (args.dataset == 'trackingnet' and split in (None, 'test', 'TEST')):  # withheld
         print(f"server file: {pack(args.dataset, out, seqs)}")
         return
-    results = score([out], seqs, args.dataset, split, args.report or out / 'report', False, args.attributes)
+    results = score([out], seqs, args.dataset, split, args.report or out / 'report')
     print_table(results)
     return results
 

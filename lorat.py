@@ -9,22 +9,25 @@ LoRAT, the tracker of "Tracking Meets LoRA: Faster Training, Larger Model, Stron
 5. Labels and losses: IoU-aware BCE + GIoU on the cells the target covers.
 6. Weight loading (DINOv2, our checkpoints, the official LoRAT releases) and the model card.
 
+Then what the five scripts share: safe file writing, devices, timing, and command-line values.
+
 Parameter names equal the checkpoint keys: DINOv2's for the frozen weights (`blocks.0.attn.qkv.weight`),
 the official LoRAT release's for what is trained (`blocks.0.attn.qkv.q.lora.A`, `token_type_embed`,
 `head.cls_mlp.layers.0.weight`), so loading is a key-by-key copy.
 
-    python lorat.py --size B --res 224      # the model card: params and MACs
-    python lorat.py --all                   # the paper's efficiency table for B/L/g x 224/378
+    python lorat.py --export-backbone runs/<run>/export.pt backbone.pth   # a tracker's ViT as a DINOv2 file
 """
 import argparse
 import contextlib
+import errno
 import hashlib
-import json
 import math
 import os
 import signal
+import statistics
 import sys
 import threading
+import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -60,10 +63,8 @@ SIZES = {
 # this project's CPU resolutions (112: the default of size T).
 RESOLUTIONS = {112: (56, 112, 4.0), 140: (70, 140, 4.0), 168: (84, 168, 4.0), 224: (112, 224, 4.0), 378: (196, 378, 5.0)}
 DINOV2_URL = 'https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{s}14/dinov2_vit{s}14_pretrain.pth'
-DINOV2_GRID = 37  # DINOv2 was trained at 518 px: a 37x37 position grid
 # size T has no DINOv2: its backbone (pre-trained on the synthetic world, in DINOv2's layout) ships here
 T_BACKBONE = Path(__file__).resolve().parent / 'weights' / 'lorat-T-backbone.pth'
-# How the shipped file was made (README.md, 'The pretrained T backbone', says how long it took)
 T_BACKBONE_REBUILD = ("restore it with `git checkout -- weights/`, or rebuild it: `python train.py --scratch --epochs 28 "
                       "--samples-per-epoch 16384 --batch-size 32 --warmup-epochs 1 --augment on --val-samples 512 "
                       "--name pretrain-T && python lorat.py --export-backbone runs/pretrain-T/export.pt "
@@ -143,11 +144,9 @@ def compute_dtype(x):
 
 
 class LoRA(nn.Module):
-    """The low-rank update of LoRA (Hu et al. 2021): delta(x) = dropout(x) A^T B^T * alpha / r.
-
-    LoRAT's init ('bert') draws both A and B from a trunc-normal(0.02), so the update is not zero at
-    step 0; the classic init ('lora') is kaiming-uniform A and zero B (the paper's ablation).
-    """
+    """The low-rank update of LoRA (Hu et al. 2021): delta(x) = dropout(x) A^T B^T * alpha / r. LoRAT's init
+    ('bert') draws both A and B from a trunc-normal(0.02), so the update is not zero at step 0; the classic
+    init ('lora') is kaiming-uniform A and zero B (the paper's ablation)."""
 
     def __init__(self, in_features, out_features, r, alpha, dropout=0.0, init='bert'):
         super().__init__()
@@ -163,8 +162,7 @@ class LoRA(nn.Module):
             nn.init.zeros_(self.B)
 
     def down(self, x):
-        """x A^T: the first of LoRA's two thin matmuls, (M, in) -> (M, r). Never B @ A here: two thin
-        matmuls cost r * (in + out) per token instead of in * out."""
+        """x A^T, (M, in) -> (M, r). Never B @ A: two thin matmuls cost r * (in + out) per token, not in * out."""
         return F.linear(self.dropout(x) if self.dropout.p else x, self.A)
 
     def forward(self, x):
@@ -176,11 +174,9 @@ class LoRA(nn.Module):
 
 
 class Linear(nn.Module):
-    """A linear layer whose frozen `weight`/`bias` keep DINOv2's names, with an optional LoRA.
-
-    `merge()` folds the update into the weight (W <- W + B A alpha/r, in fp32) and drops the adapter,
-    so the merged layer is a plain linear layer: LoRA costs nothing at inference.
-    """
+    """A linear layer whose frozen `weight`/`bias` keep DINOv2's names, with an optional LoRA. `merge()` folds
+    the update into the weight (W <- W + B A alpha/r, in fp32) and drops the adapter: LoRA costs nothing at
+    inference."""
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
@@ -228,11 +224,9 @@ class Linear(nn.Module):
 
 
 class FusedQKV(Linear):
-    """DINOv2's fused `attn.qkv` projection with one LoRA for each of q, k and v, as LoRAT splits them.
-
-    The frozen weight stays fused (one matmul, DINOv2's checkpoint loads unchanged); the adapters are
-    named `q.lora`, `k.lora`, `v.lora` like the official release's split qkv.
-    """
+    """DINOv2's fused `attn.qkv` projection with one LoRA for each of q, k and v, as LoRAT splits them. The
+    frozen weight stays fused (one matmul, DINOv2's checkpoint loads unchanged); the adapters are named
+    `q.lora`, `k.lora`, `v.lora` like the official release's split qkv."""
 
     def add_lora(self, r, alpha, dropout=0.0, init='bert'):
         dim = self.weight.shape[1]
@@ -246,8 +240,7 @@ class FusedQKV(Linear):
         return 'q' in self._modules
 
     def down(self, x):
-        """One matmul for the three adapters: x [A_q; A_k; A_v]^T, (M, C) -> (M, 3r). With dropout (LoRAT
-        uses none) the three share one mask."""
+        """One matmul for the three adapters: x [A_q; A_k; A_v]^T, (M, C) -> (M, 3r); dropout shares one mask."""
         A = torch.cat([self.q.lora.A, self.k.lora.A, self.v.lora.A])  # (3r, C)
         return F.linear(self.q.lora.dropout(x) if self.q.lora.dropout.p else x, A)
 
@@ -274,10 +267,8 @@ def add_lora(model, r=64, alpha=64.0, dropout=0.0, init='bert'):
 
 
 def mark_trainable(model, mode='lora'):
-    """LoRAT trains only LoRA, the token type table and the head; 'full' trains every parameter.
-
-    With separate positional embeddings (ablation 1) the embeddings are trained too, as in OSTrack.
-    """
+    """LoRAT trains only LoRA, the token type table and the head; 'full' trains every parameter. With separate
+    positional embeddings (ablation 1) the embeddings are trained too, as in OSTrack."""
     for name, p in model.named_parameters():
         if mode == 'full':
             p.requires_grad = True
@@ -287,8 +278,8 @@ def mark_trainable(model, mode='lora'):
 
 
 def trainable_state_dict(model):
-    """Only the trained tensors: the small checkpoint train.py writes (LoRA, type table, head), with the
-    buffers of trained modules (the conv head's BatchNorm statistics), which training changes too."""
+    """Only the trained tensors (LoRA, type table, head), with the buffers of trained modules (the conv head's
+    BatchNorm statistics), which training changes too."""
     keep = {name for name, p in model.named_parameters() if p.requires_grad}
     trained = {name.rsplit('.', 1)[0] for name in keep}
     keep |= {name for name, _ in model.named_buffers() if name.rsplit('.', 1)[0] in trained}
@@ -408,10 +399,8 @@ def resize_pos_embed(pos_embed, grid):
 
 def box_cells(box, grid_h, grid_w):
     """Which cells of a grid a box covers, even partly: (B, 4) xyxy in cell units -> (B, H, W) bool.
-
     x2, y2 get + (1 - 1e-4) before the floor, so a box edge exactly on a cell border does not claim
-    the next cell, and a box thinner than a cell still claims the cell it lies in.
-    """
+    the next cell, and a box thinner than a cell still claims the cell it lies in."""
     x1, y1 = box[:, 0].floor(), box[:, 1].floor()
     x2, y2 = (box[:, 2] + 1 - 1e-4).floor(), (box[:, 3] + 1 - 1e-4).floor()  # end-exclusive
     cols = torch.arange(grid_w, device=box.device, dtype=box.dtype)
@@ -423,9 +412,7 @@ def box_cells(box, grid_h, grid_w):
 
 def template_fg_mask(box_xyxy, grid, stride=14):
     """The foreground indicator of LoRAT: 1 for template cells the template box covers, else 0.
-
-    box_xyxy (B, 4) in template-crop pixels -> (B, grid, grid) int64, the row index into the type table.
-    """
+    box_xyxy (B, 4) in template-crop pixels -> (B, grid, grid) int64, the row index into the type table."""
     return box_cells(torch.as_tensor(box_xyxy, dtype=torch.float64) / stride, grid, grid).long()
 
 
@@ -435,16 +422,12 @@ class LoRAT(nn.Module):
     Decoupled positional embedding (the paper's first design): template and search share DINOv2's
     spatial grid (the search gets the whole grid, the template its top-left corner), so the pre-trained
     structure is untouched; what a token *is* comes from a learned token type: template background (0),
-    template foreground (1) or search (2).
-
-    The two crops keep the paper's (and SiamFC's) names: `z` is the template, the target as the first frame
-    shows it, and `x` the search region, where it is looked for in the current frame.
-    """
+    template foreground (1) or search (2). The crops keep the paper's (and SiamFC's) names: `z` is the
+    template, the target as the first frame shows it, and `x` the search region of the current frame."""
 
     def __init__(self, cfg, backbone_device=None):
-        """backbone_device='meta': the backbone's tensors (what DINOv2 holds) are placeholders, no memory and
-        no init time, for load_dinov2 to replace by the file's own (memory-mapped) tensors; what is trained
-        (LoRA, the type table, the head) is made and initialized as usual."""
+        """backbone_device='meta': the backbone's tensors are placeholders (no memory, no init time) that
+        load_dinov2 replaces by the file's own; what is trained is made and initialized as usual."""
         super().__init__()
         self.cfg = cfg
         C, gz, gx = cfg.dim, cfg.template_grid, cfg.search_grid
@@ -510,9 +493,7 @@ class LoRAT(nn.Module):
 
 def decode_ltrb(ltrb):
     """Anchor-free boxes: each cell predicts distances (l, t, r, b) from its center.
-
-    ltrb (B, H, W, 4) in [0, 1] of the search crop -> boxes (B, H, W, 4) normalized xyxy.
-    """
+    ltrb (B, H, W, 4) in [0, 1] of the search crop -> boxes (B, H, W, 4) normalized xyxy."""
     B, H, W, _ = ltrb.shape
     cx = (torch.arange(W, device=ltrb.device, dtype=ltrb.dtype) + 0.5) / W
     cy = (torch.arange(H, device=ltrb.device, dtype=ltrb.dtype) + 0.5) / H
@@ -539,9 +520,7 @@ class MLP(nn.Module):
 
 class MLPHead(nn.Module):
     """LoRAT's second design: an MLP anchor-free head, with no convolution's image-specific bias.
-
-    Per search token: one score logit and four sigmoid distances.
-    """
+    Per search token: one score logit and four sigmoid distances."""
 
     def __init__(self, dim):
         super().__init__()
@@ -586,11 +565,6 @@ def box_xywh_to_xyxy(b):
     return torch.stack([x, y, x + w, y + h], dim=-1)
 
 
-def box_xyxy_to_xywh(b):
-    x1, y1, x2, y2 = b.unbind(-1)
-    return torch.stack([x1, y1, x2 - x1, y2 - y1], dim=-1)
-
-
 def box_area(b):
     return (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
 
@@ -614,19 +588,15 @@ def box_giou(a, b, eps=1e-7):
 
 def positive_cells(gt_xyxy, grid):
     """The positives of LoRAT's label assignment: every search cell the ground-truth box overlaps.
-
-    gt_xyxy (B, 4) normalized to the search crop -> (B, grid, grid) bool.
-    """
+    gt_xyxy (B, 4) normalized to the search crop -> (B, grid, grid) bool."""
     return box_cells(gt_xyxy.float().clamp(0, 1) * grid, grid, grid)
 
 
 def lorat_loss(score, boxes, gt_xyxy, num_pos_fn=None):
     """IoU-aware classification + GIoU regression, both normalized by the number of positives.
-
     score (B,H,W) logits, boxes (B,H,W,4) and gt_xyxy (B,4) normalized. The classification target is
     the (detached) IoU of a positive cell's box with the ground truth, 0 elsewhere. `num_pos_fn` maps
-    the local positive count to the normalizer (under DDP: the count averaged over ranks).
-    """
+    the local positive count to the normalizer (under DDP: the count averaged over ranks)."""
     B, H, W = score.shape
     pos = positive_cells(gt_xyxy, H)  # (B, H, W)
     gt = gt_xyxy.float()[:, None, None].expand(B, H, W, 4)
@@ -688,7 +658,7 @@ def read_state_dict(path_or_url):
     return sd
 
 
-# What a weights file is, told from its keys (lorat.identify_weights), and what it is for
+# What a weights file is, told from its keys (identify_weights), and what it is for
 WEIGHT_KINDS = {
     'export': "a tracker export (train.py's export.pt: LoRA merged)",
     'checkpoint': "a train.py checkpoint (ckpt.pt)",
@@ -699,10 +669,8 @@ WEIGHT_KINDS = {
 
 
 def identify_weights(path_or_url):
-    """The ONE place a weights file is told apart -> (kind, contents, detail). kind: 'export' (train.py's
-    export.pt), 'checkpoint' (train.py's ckpt.pt), 'release' (the authors' safetensors: LoRA, type table,
-    head), 'backbone' (DINOv2's layout: the public files, the shipped T backbone, --export-backbone's),
-    or 'other' (`detail` says what it holds). A checkpoint of a newer version of this code is refused here."""
+    """The one place a weights file is told apart -> (kind of WEIGHT_KINDS, contents, detail: what an 'other'
+    holds). A checkpoint of a newer version of this code is refused here."""
     sd = read_state_dict(path_or_url)
     if not isinstance(sd, dict):
         return 'other', sd, f"it holds a {type(sd).__name__}, not a dict of tensors"
@@ -757,215 +725,6 @@ def read_backbone(path_or_url, flag='--backbone'):
     return sd
 
 
-_SHA_CACHE = {}  # (real path, mtime_ns, size) -> sha256: a file is hashed once per change
-
-
-def cached_sha256(path):
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
-
-
-def check_shipped_hash(path):
-    """The shipped T backbone is the file README.md's sha256 names (T_BACKBONE_SHA256); else one line."""
-    found = cached_sha256(path)
-    if found != T_BACKBONE_SHA256:
-        raise ValueError(f"{path} is not the shipped T backbone (sha256 {found[:16]}..., expected "
-                         f"{T_BACKBONE_SHA256[:16]}...): it was changed or damaged; restore it with "
-                         f"`git checkout -- weights/lorat-T-backbone.pth`")
-
-
-def check_t_backbone(path):
-    """The shipped T backbone is there, readable and of size T; else one line: which file, how to rebuild."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"the shipped T backbone {path} is missing: {T_BACKBONE_REBUILD}")
-    try:
-        sd = torch.load(path, map_location='cpu', weights_only=True)
-        size, depth = size_of_state_dict(sd), sum(k.endswith('ls1.gamma') for k in sd)
-    except Exception as e:
-        raise ValueError(f"the shipped T backbone {path} is damaged ({type(e).__name__}): {T_BACKBONE_REBUILD}") from None
-    if size != 'T' or depth != SIZES['T'].depth:
-        raise ValueError(f"{path} holds a ViT-{size} backbone of depth {depth}, not the shipped size T: {T_BACKBONE_REBUILD}")
-    if os.path.realpath(path) == os.path.realpath(SHIPPED_T_BACKBONE):
-        check_shipped_hash(path)
-
-
-def default_backbone(size, download=True):
-    """The backbone file of a size when --weights is not given: the shipped one for T; for S/B/L/g the
-    public DINOv2 file in torch hub's cache (`torch.hub.get_dir()/checkpoints/`), downloaded there
-    once (with a progress bar; written to a temporary name and moved, so never half a file).
-    download=False: only its path (another process is downloading it)."""
-    if size == 'T':
-        check_t_backbone(T_BACKBONE)
-        return str(T_BACKBONE)
-    if size not in SIZES:
-        raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(SIZES)}")
-    url = DINOV2_URL.format(s=size.lower())
-    path = Path(torch.hub.get_dir()) / 'checkpoints' / os.path.basename(url)
-    if download and not path.is_file():
-        print(f"downloading the DINOv2 ViT-{size}/14 backbone {url} to {path}", file=sys.stderr, flush=True)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(url, str(path), progress=True)
-        except Exception as e:  # no network, a proxy, a 404, a full disk: all end here
-            raise OSError(f"cannot download {url} ({type(e).__name__}): download it yourself "
-                          f"and pass --weights FILE") from None
-    return str(path)
-
-
-def export_backbone(weights, out):
-    """A trained tracker's backbone as a DINOv2 checkpoint (what `load_dinov2` reads, like the public
-    files): patch_embed, pos_embed (1, 1 + n*n, C) with a cls position in front, cls_token and mask_token
-    (zeros: LoRAT never uses them), blocks, norm. No head and no token type table: the tracker that
-    adapts it learns those fresh, as LoRAT does on DINOv2."""
-    if os.path.exists(out) and os.path.exists(weights) and os.path.samefile(out, weights):
-        raise ValueError(f"--export-backbone {weights} {out}: OUT is the tracker itself, which it would replace: "
-                         f"give another OUT file")
-    model = load_model(weights, flag='--export-backbone WEIGHTS')  # merged: any LoRA is folded into the weights first
-    sd = {k: v for k, v in model.state_dict().items()
-          if not k.startswith(('head.', 'token_type_embed', 'template_pos_embed'))}
-    C = model.cfg.dim
-    sd['pos_embed'] = torch.cat([torch.zeros(1, 1, C), sd['pos_embed']], dim=1)  # (1, 1 + n*n, C)
-    sd['cls_token'], sd['mask_token'] = torch.zeros(1, 1, C), torch.zeros(1, C)
-    sd = {k: v.float().contiguous() for k, v in sorted(sd.items())}
-    write_atomic(out, lambda tmp: torch.save(sd, tmp))
-    return out, file_sha256(out)
-
-
-def write_atomic(path, write):
-    """Write a file through `write(tmp_path)` then rename: a reader never sees half a file, and a kill
-    mid-write leaves the previous file intact. Every file the scripts write whole goes through here
-    (checkpoints, exports, videos, pictures, results, reports); not train.py's log.jsonl, appended a line
-    at a time, nor the frames and labels of data.py's write_got10k_sequence (example folders).
-
-    The .tmp is removed on any failure: an exception, Ctrl-C, SIGTERM (turned into SystemExit(143) while
-    writing, where nothing else handles it), a SystemExit raised by `write`. A file that cannot be written
-    (read-only folder, a folder given as the file, a file given as a folder, a full disk) is an OSError of one line."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
-    tmp = path.with_name(path.name + '.tmp')
-    previous = None
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        previous = signal.signal(signal.SIGTERM, _sigterm_exit)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        reason = write_error(e, path)
-        if reason:
-            raise OSError(f"cannot write {path}: {reason}") from None
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def check_writable(path, flag, folder=False):
-    """Before the work: `flag path` can be written (a file: not a folder; `folder`: a folder, made if need be),
-    under a folder that is one and writable; else an OSError of one line. The write itself goes through write_atomic,
-    which also turns a late failure into one line."""
-    path = Path(path)
-    if path.is_dir() and not folder:
-        raise IsADirectoryError(f"{flag} {path} is a folder: give a file name")
-    if folder and path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{flag} {path} is a file, not a folder: give a folder")
-    parent = path if folder else path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NotADirectoryError(f"{flag} {path}: {parent} is a file, not a folder: give a path inside a folder")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"{flag} {path}: the folder {parent} is read-only: write to another folder")
-    return str(path)
-
-
-def _sigterm_exit(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-def write_error(e, path):
-    """An OS error while writing `path` -> '<what went wrong> — <fix>'; None for any other exception."""
-    import errno
-    if isinstance(e, RuntimeError) and ('inline_container' in str(e) or 'file write failed' in str(e)):
-        return "the write failed (is the disk full?) — free some space, or write elsewhere"
-    if not isinstance(e, OSError):
-        return None
-    code = e.errno
-    if code == errno.ENOSPC or code == errno.EDQUOT:
-        return "the disk is full — free some space, or write elsewhere"
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"permission denied (the folder {path.parent} is read-only) — write to another folder"
-    if code == errno.ENOTDIR or (code == errno.EEXIST and e.filename and not os.path.isdir(e.filename)):
-        return f"a part of the path is a file, not a folder ({e.filename}) — give a path inside a folder"
-    if code == errno.EISDIR:
-        return "it is a folder — give a file name"
-    if code == errno.ENAMETOOLONG:
-        return "the name is too long — give a shorter one"
-    return f"{e.strerror or e} — check the path"
-
-
-def file_sha256(path):
-    """The sha256 of a file, read in 16 MiB pieces: what a checkpoint and a result folder record."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 24), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def available_cpus():
-    """The cores this process may run on: its CPU affinity (a cluster job's share), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-
-
-def resolve_device(device, local_rank=None):
-    """'cpu', 'cuda' or 'cuda:N' checked against what is visible -> a torch device string; anything
-    else is a ValueError of one line. Under torchrun (`local_rank` given) 'cuda' is the rank's own GPU, cuda:LOCAL_RANK."""
-    device = str(device)
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise ValueError(f"--device {device}: not a device: use cpu, cuda or cuda:N") from None
-    if kind not in ('cpu', 'cuda'):
-        raise ValueError(f"--device {device}: this program runs on cpu or cuda (cuda:N)")
-    if kind == 'cpu':
-        return 'cpu'
-    if not torch.cuda.is_available():
-        raise ValueError(f"--device {device}, but no CUDA GPU is visible: use --device cpu")
-    count, index = torch.cuda.device_count(), torch.device(device).index
-    if local_rank is not None:
-        if index is not None:
-            raise ValueError(f"--device {device} under torchrun: each rank takes the GPU of its LOCAL_RANK; "
-                             f"pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
-        index = local_rank
-    index = 0 if index is None else index
-    if index >= count:
-        raise ValueError(f"--device cuda:{index}, but only {count} CUDA GPU(s) are visible"
-                         + (" (torchrun started more ranks per node than there are GPUs)" if local_rank is not None else ""))
-    return f'cuda:{index}'
-
-
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # --dtype: the autocast precision
-
-
-def default_dtype(device, training):
-    """--dtype when not given: fp32 on the CPU (bf16 measured slower there: `python evaluate.py efficiency`). On a
-    GPU, training: bf16 where it is in hardware (Ampere and later; emulated bf16, a V100's or T4's, does not count),
-    else fp16 with loss scaling; inference: fp16 autocast over fp32 weights, the authors' evaluation. Training asks
-    about the current GPU: call it after torch.cuda.set_device."""
-    if torch.device(device).type != 'cuda':
-        return 'fp32'
-    if not training:
-        return 'fp16'
-    return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
-
-
 def size_of_state_dict(sd):
     """Guess the size (B, L, ...) of a DINOv2 or LoRAT state dict from its width."""
     for key in ('patch_embed.proj.weight', 'token_type_embed', 'norm.weight'):
@@ -976,12 +735,10 @@ def size_of_state_dict(sd):
 
 
 def load_dinov2(model, path_or_url, flag='--backbone'):
-    """Load the official DINOv2 weights (`dinov2_vit{s,b,l,g}14_pretrain.pth`) into the backbone.
-
-    Every backbone tensor must be consumed; the cls and mask tokens are dropped (LoRAT does not use
-    them); the 37x37 position grid (without its cls entry) is resized once to the search grid.
-    `flag`: the option that named the file (train.py's --weights, track.py's --backbone), for the errors.
-    """
+    """Load the official DINOv2 weights (`dinov2_vit{s,b,l,g}14_pretrain.pth`) into the backbone. Every
+    backbone tensor must be consumed; the cls and mask tokens are dropped (LoRAT does not use them); the
+    37x37 position grid (without its cls entry) is resized once to the search grid. `flag`: the option
+    that named the file (train.py's --weights, track.py's --backbone), for the errors."""
     sd = dict(read_backbone(path_or_url, flag))
     cfg = model.cfg
     ckpt_size = size_of_state_dict(sd)
@@ -1027,11 +784,9 @@ def copy_tensors(model, sd, source):
 
 def load_official_lorat(path, backbone=None, res=None, device='cpu', sd=None):
     """A released LoRAT checkpoint (safetensors: LoRA, type table and head only) + its DINOv2 backbone.
-
     The size comes from the tensors' width; the resolution is not in the file (the position grid is
     re-derived from DINOv2's), so it comes from `res` or a '378' in the file name. Every LoRA, type
-    table and head tensor of the model must be in the file (one left random would track silently worse).
-    """
+    table and head tensor of the model must be in the file (one left random would track silently worse)."""
     sd = dict(read_state_dict(path) if sd is None else sd)
     alpha = float(sd.pop('lora_alpha', torch.tensor(64)))
     if bool(sd.pop('use_rslora', torch.tensor(False))):
@@ -1055,10 +810,9 @@ def load_official_lorat(path, backbone=None, res=None, device='cpu', sd=None):
 
 
 def load_model(path, backbone=None, device='cpu', res=None, flag='--weights'):
-    """Any tracker weights, ready for inference (LoRA merged, eval mode):
-    a train.py checkpoint, a merged export, or an official LoRAT release (needs its DINOv2 backbone).
-    Another kind of file (a backbone, a bare state dict...) is a ValueError that says what it is and where it goes.
-    """
+    """Any tracker weights, ready for inference (LoRA merged, eval mode): a train.py checkpoint, a merged
+    export, or an official LoRAT release (needs its DINOv2 backbone). Another kind of file is a ValueError
+    that says what it is and where it goes."""
     kind, sd, detail = identify_weights(path)
     if kind not in ('export', 'checkpoint', 'release'):
         raise ValueError(wrong_weights(path, kind, detail, flag, 'tracker'))
@@ -1088,16 +842,77 @@ def load_model(path, backbone=None, device='cpu', res=None, flag='--weights'):
     copy_tensors(model, sd['model'], str(path))
     return model.to(device).merge().eval()
 
+
+def check_shipped_hash(path):
+    """The shipped T backbone is the file README.md's sha256 names (T_BACKBONE_SHA256); else one line."""
+    found = cached_sha256(path)
+    if found != T_BACKBONE_SHA256:
+        raise ValueError(f"{path} is not the shipped T backbone (sha256 {found[:16]}..., expected "
+                         f"{T_BACKBONE_SHA256[:16]}...): it was changed or damaged; restore it with "
+                         f"`git checkout -- weights/lorat-T-backbone.pth`")
+
+
+def check_t_backbone(path):
+    """The shipped T backbone is there, readable and of size T; else one line: which file, how to rebuild."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"the shipped T backbone {path} is missing: {T_BACKBONE_REBUILD}")
+    try:
+        sd = torch.load(path, map_location='cpu', weights_only=True)
+        size, depth = size_of_state_dict(sd), sum(k.endswith('ls1.gamma') for k in sd)
+    except Exception as e:
+        raise ValueError(f"the shipped T backbone {path} is damaged ({type(e).__name__}): {T_BACKBONE_REBUILD}") from None
+    if size != 'T' or depth != SIZES['T'].depth:
+        raise ValueError(f"{path} holds a ViT-{size} backbone of depth {depth}, not the shipped size T: {T_BACKBONE_REBUILD}")
+    if os.path.realpath(path) == os.path.realpath(SHIPPED_T_BACKBONE):
+        check_shipped_hash(path)
+
+
+def default_backbone(size, download=True):
+    """The backbone file of a size when --weights is not given: the shipped one for T; for S/B/L/g the
+    public DINOv2 file in torch hub's cache, downloaded there once (to a temporary name, then moved: never
+    half a file). download=False: only its path (another process is downloading it)."""
+    if size == 'T':
+        check_t_backbone(T_BACKBONE)
+        return str(T_BACKBONE)
+    if size not in SIZES:
+        raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(SIZES)}")
+    url = DINOV2_URL.format(s=size.lower())
+    path = Path(torch.hub.get_dir()) / 'checkpoints' / os.path.basename(url)
+    if download and not path.is_file():
+        print(f"downloading the DINOv2 ViT-{size}/14 backbone {url} to {path}", file=sys.stderr, flush=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(url, str(path), progress=True)
+        except Exception as e:  # no network, a proxy, a 404, a full disk: all end here
+            raise OSError(f"cannot download {url} ({type(e).__name__}): download it yourself "
+                          f"and pass --weights FILE") from None
+    return str(path)
+
+
+def export_backbone(weights, out):
+    """A trained tracker's backbone as a DINOv2 checkpoint, what `load_dinov2` reads: pos_embed with a cls
+    position in front, zero cls and mask tokens (LoRAT never uses them), no head and no token type table
+    (a tracker that adapts it learns those fresh, as LoRAT does on DINOv2)."""
+    if os.path.exists(out) and os.path.exists(weights) and os.path.samefile(out, weights):
+        raise ValueError(f"--export-backbone {weights} {out}: OUT is the tracker itself, which it would replace: "
+                         f"give another OUT file")
+    model = load_model(weights, flag='--export-backbone WEIGHTS')  # merged: any LoRA is folded into the weights first
+    sd = {k: v for k, v in model.state_dict().items()
+          if not k.startswith(('head.', 'token_type_embed', 'template_pos_embed'))}
+    C = model.cfg.dim
+    sd['pos_embed'] = torch.cat([torch.zeros(1, 1, C), sd['pos_embed']], dim=1)  # (1, 1 + n*n, C)
+    sd['cls_token'], sd['mask_token'] = torch.zeros(1, 1, C), torch.zeros(1, C)
+    sd = {k: v.float().contiguous() for k, v in sorted(sd.items())}
+    write_atomic(out, lambda tmp: torch.save(sd, tmp))
+    return out, file_sha256(out)
+
 # -----------------------------------------------------------------------------
-# The model card: params and MACs (the paper's inference-efficiency table)
+# The model card: params and MACs (the paper's inference-efficiency table; `python evaluate.py efficiency`)
 
 
 def count_macs(model, batch=1):
     """MACs of one forward (template + search), counted on the meta device: no memory, no time.
-
-    The math SDPA backend is forced so that attention's two matmuls are counted (some fused kernels
-    have no FLOP formula and would count 0).
-    """
+    The math SDPA backend is forced: fused attention kernels have no FLOP formula and would count 0."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
     with FlopCounterMode(display=False) as counter, sdpa_kernel(SDPBackend.MATH), torch.no_grad():
@@ -1105,12 +920,11 @@ def count_macs(model, batch=1):
     return counter.get_total_flops() / 2
 
 
-def example_inputs(cfg, batch=1, device='cpu', dtype=torch.float32, generator=None):
-    """Inputs of a forward of the model of `cfg`, for timing, counting and comparing (not tracking):
-    z (B, 3, Tz, Tz) and x (B, 3, Sx, Sx) standard normal, like standardized crops; z_mask (B, gz, gz) with
-    the template's middle cells foreground, where a centered target's box covers them (area factor 2)."""
-    z = torch.randn(batch, 3, cfg.template_size, cfg.template_size, generator=generator)
-    x = torch.randn(batch, 3, cfg.search_size, cfg.search_size, generator=generator)
+def example_inputs(cfg, batch=1, device='cpu', dtype=torch.float32):
+    """Inputs of a forward, for timing, counting and comparing (not tracking): z (B, 3, Tz, Tz) and x (B, 3, Sx, Sx)
+    standard normal, like standardized crops; z_mask (B, gz, gz) foreground where a centered target covers it."""
+    z = torch.randn(batch, 3, cfg.template_size, cfg.template_size)
+    x = torch.randn(batch, 3, cfg.search_size, cfg.search_size)
     g = cfg.template_grid
     z_mask = torch.zeros(batch, g, g, dtype=torch.long)
     z_mask[:, g // 4:g - g // 4, g // 4:g - g // 4] = 1
@@ -1139,62 +953,178 @@ def model_card(size, res=None, **overrides):
 PAPER = {('B', 224): (99, 30, 209), ('B', 378): (99, 97, 151), ('L', 224): (336, 103, 119),
          ('L', 378): (336, 325, 63), ('g', 224): (1216, 378, 50), ('g', 378): (1216, 1161, 20)}
 
-
-def print_cards(cards):
-    print(f"{'model':<8}{'total':>9}{'LoRA':>8}{'head':>7}{'trainable':>11}{'merged':>9}{'MACs G':>9}   paper")
-    for c in cards:
-        paper = PAPER.get((c['size'], c['res']))
-        ref = f"{paper[0]} M, {paper[1]} G" if paper else '-'
-        print(f"{c['size'] + '-' + str(c['res']):<8}{c['params_total_M']:>8.1f}M{c['params_lora_M']:>7.1f}M"
-              f"{c['params_head_M']:>6.2f}M{c['params_trainable_M']:>10.1f}M{c['params_merged_M']:>8.1f}M"
-              f"{c['macs_G']:>9.1f}   {ref}")
+# -----------------------------------------------------------------------------
+# What the scripts share: files written whole, hashes, cores, devices, precision, timing
 
 
-VIEW_OPS = ('view', 't', 'transpose', 'permute', 'unbind', 'detach', '_unsafe_view', 'as_strided', 'expand', 'slice',
-            'split', 'unsqueeze', 'squeeze', 'alias')
+def write_atomic(path, write):
+    """Write a file through `write(tmp_path)` then rename: a reader never sees half a file, and a kill
+    mid-write leaves the previous file intact. Every file the scripts write whole goes through here.
+
+    The .tmp is removed on any failure (an exception, Ctrl-C, SIGTERM: turned into SystemExit(143) while
+    writing, where nothing else handles it). A file that cannot be written is an OSError of one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
+    tmp = path.with_name(path.name + '.tmp')
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _sigterm_exit)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        reason = write_error(e, path)
+        if reason:
+            raise OSError(f"cannot write {path}: {reason}") from None
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
-def count_block_ops(size='L', lora_rank=64, tokens=80):
-    """aten ops of one block's training forward under CPU bf16 autocast: (all, kernels), kernels being
-    the ops that are not views (a view moves no memory and launches nothing on a GPU). What LoRA adds
-    over a merged block is what a GPU pays for in launches and memory traffic."""
-    from torch.utils._python_dispatch import TorchDispatchMode
+def check_writable(path, flag, folder=False):
+    """Before the work: `flag path` can be written (a file, or with `folder` a folder, made if need be) under
+    a folder that is one and writable; else an OSError of one line."""
+    path = Path(path)
+    if path.is_dir() and not folder:
+        raise IsADirectoryError(f"{flag} {path} is a folder: give a file name")
+    if folder and path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{flag} {path} is a file, not a folder: give a folder")
+    parent = path if folder else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{flag} {path}: {parent} is a file, not a folder: give a path inside a folder")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{flag} {path}: the folder {parent} is read-only: write to another folder")
+    return str(path)
 
-    class Count(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.ops = []
 
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.ops.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
+def _sigterm_exit(signum, frame):
+    raise SystemExit(128 + signum)
 
-    with torch.device('cpu'):
-        model = build_model(size, lora_rank=lora_rank).train()
-    block = model.blocks[-1]  # the last block: the largest drop path
-    x = torch.randn(1, tokens, model.cfg.dim)
-    with torch.autocast('cpu', dtype=torch.bfloat16), Count() as counter:
-        block(x)
-    return len(counter.ops), sum(op not in VIEW_OPS for op in counter.ops)
 
+def write_error(e, path):
+    """An OS error while writing `path` -> '<what went wrong> — <fix>'; None for any other exception."""
+    if isinstance(e, RuntimeError) and ('inline_container' in str(e) or 'file write failed' in str(e)):
+        return "the write failed (is the disk full?) — free some space, or write elsewhere"
+    if not isinstance(e, OSError):
+        return None
+    code = e.errno
+    if code == errno.ENOSPC or code == errno.EDQUOT:
+        return "the disk is full — free some space, or write elsewhere"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied (the folder {path.parent} is read-only) — write to another folder"
+    if code == errno.ENOTDIR or (code == errno.EEXIST and e.filename and not os.path.isdir(e.filename)):
+        return f"a part of the path is a file, not a folder ({e.filename}) — give a path inside a folder"
+    if code == errno.EISDIR:
+        return "it is a folder — give a file name"
+    if code == errno.ENAMETOOLONG:
+        return "the name is too long — give a shorter one"
+    return f"{e.strerror or e} — check the path"
+
+
+def file_sha256(path):
+    """The sha256 of a file, read in 16 MiB pieces: what a checkpoint and a result folder record."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 24), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_SHA_CACHE = {}  # (real path, mtime_ns, size) -> sha256: a file is hashed once per change
+
+
+def cached_sha256(path):
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]
+
+
+def available_cpus():
+    """The cores this process may run on: its CPU affinity (a cluster job's share), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
+
+
+def resolve_device(device, local_rank=None):
+    """'cpu', 'cuda' or 'cuda:N' checked against what is visible -> a torch device string, else a ValueError of
+    one line. Under torchrun (`local_rank` given) 'cuda' is the rank's own GPU, cuda:LOCAL_RANK."""
+    device = str(device)
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"--device {device}: not a device: use cpu, cuda or cuda:N") from None
+    if kind not in ('cpu', 'cuda'):
+        raise ValueError(f"--device {device}: this program runs on cpu or cuda (cuda:N)")
+    if kind == 'cpu':
+        return 'cpu'
+    if not torch.cuda.is_available():
+        raise ValueError(f"--device {device}, but no CUDA GPU is visible: use --device cpu")
+    count, index = torch.cuda.device_count(), torch.device(device).index
+    if local_rank is not None:
+        if index is not None:
+            raise ValueError(f"--device {device} under torchrun: each rank takes the GPU of its LOCAL_RANK; "
+                             f"pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
+        index = local_rank
+    index = 0 if index is None else index
+    if index >= count:
+        raise ValueError(f"--device cuda:{index}, but only {count} CUDA GPU(s) are visible"
+                         + (" (torchrun started more ranks per node than there are GPUs)" if local_rank is not None else ""))
+    return f'cuda:{index}'
+
+
+def median_seconds(fn, device='cpu', warmup=10, iters=50):
+    """The median seconds of `fn()` over `iters` timed calls, after `warmup` untimed ones. On a GPU each call
+    is synchronized before and after: kernels run asynchronously, and the clock would stop at their launch."""
+    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
+    times = []
+    for k in range(warmup + iters):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    return float(statistics.median(times))
+
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # --dtype: the autocast precision
+
+
+def default_dtype(device, training):
+    """--dtype when not given: fp32 on the CPU (bf16 measured slower there). On a GPU, training: bf16 where it is
+    in hardware (emulated bf16, a V100's or T4's, does not count), else fp16 with loss scaling; inference: fp16
+    autocast over fp32 weights, the authors' evaluation. Training asks the current GPU: call it after set_device."""
+    if torch.device(device).type != 'cuda':
+        return 'fp32'
+    if not training:
+        return 'fp16'
+    return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
 
 # -----------------------------------------------------------------------------
-# Command-line values, checked at parse time: every numeric flag of the five scripts has one of these
-# types, so a bad value is one line naming the flag, before any work (argparse adds "argument --flag: ").
+# Command-line values, checked at parse time: every numeric flag of the scripts has one of these types, so a
+# bad value is one line naming the flag, before any work (argparse adds "argument --flag: ").
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line `error: argument --x: ...` (no usage block): like every other error."""
+    """argparse, but an error is one line `error: argument --x: ...` (no usage block), like every other error."""
 
     def error(self, message):
-        raise SystemExit(f"error: {message}")  # printed as the one line, as the scripts' other errors
+        raise SystemExit(f"error: {message}")
 
 
 @contextlib.contextmanager
 def main_errors():
-    """Each script's `main` runs under this (`@lorat.main_errors()`, or `with lorat.main_errors():`): what the library raises for a bad input, a
-    ValueError (a wrong value or file) or an OSError (a file missing, unreadable, unwritable), ends the program
-    with the one line `error: <message>` and status 1, no traceback. The library itself never exits."""
+    """Each script's `main` runs under this: a ValueError (a wrong value or file) or an OSError (a file missing,
+    unreadable, unwritable) from the library ends the program with the one line `error: <message>` and status 1,
+    no traceback. The library itself never exits."""
     try:
         yield
     except (ValueError, OSError) as e:
@@ -1227,7 +1157,6 @@ def _int(text):
 positive_int = _checked(_int, lambda v: v > 0, "a positive integer (1, 2, ...)")
 nonneg_int = _checked(_int, lambda v: v >= 0, "an integer >= 0")
 seed_int = _checked(_int, lambda v: 0 <= v < 2 ** 32, "a seed: an integer in 0 .. 2^32-1")
-finite_float = _checked(_float, lambda v: True, "a finite number")
 positive_float = _checked(_float, lambda v: v > 0, "a finite number > 0")
 nonneg_float = _checked(_float, lambda v: v >= 0, "a finite number >= 0")
 unit_float = _checked(_float, lambda v: 0 < v <= 1, "a number in (0, 1]")
@@ -1280,47 +1209,15 @@ def box_xywh(text):
     return box
 
 
-def frame_size(max_side):
-    """WxH in pixels, each side 2 .. max_side (a frame that fits in memory and in an mp4)."""
-    def check(text):
-        try:
-            w, h = (int(v) for v in str(text).lower().split('x'))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a size WxH (e.g. 640x360)") from None
-        if not (2 <= w <= max_side and 2 <= h <= max_side):
-            raise argparse.ArgumentTypeError(f"{text}: each side must be 2 .. {max_side} px")
-        return w, h
-    return check
-
-
 def main():
-    parser = Parser(description="LoRAT model card: params and MACs of a variant.")
-    parser.add_argument('--size', type=size_name, default='B', help=f"one of {', '.join(SIZES)} (default B)")
-    parser.add_argument('--res', type=resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default 224; T: 112)")
-    parser.add_argument('--all', action='store_true', help="the table for B/L/g x 224/378")
-    parser.add_argument('--json', action='store_true', help="a JSON list, one object per variant")
-    parser.add_argument('--count-ops', action='store_true', help="aten ops of one block forward under bf16 "
-                                                                  "autocast: LoRA against merged")
-    parser.add_argument('--export-backbone', nargs=2, metavar=('WEIGHTS', 'OUT'),
-                        help="write a trained tracker's backbone as a DINOv2-layout checkpoint (how "
-                             "weights/lorat-T-backbone.pth is made) and print its sha256")
+    parser = Parser(description="Write a tracker's backbone as a DINOv2-layout checkpoint and print its sha256.")
+    parser.add_argument('--export-backbone', nargs=2, metavar=('WEIGHTS', 'OUT'), required=True,
+                        help="the tracker (export.pt or ckpt.pt) and the file to write (how "
+                             "weights/lorat-T-backbone.pth is made)")
     args = parser.parse_args()
     with main_errors():
-        if args.count_ops:
-            rank = SIZES[args.size].lora_rank
-            for r, what in ((rank, f'LoRA r={rank}'), (0, 'merged')):
-                total, kernels = count_block_ops(args.size, r)
-                print(f"{args.size} block forward, training, CPU bf16 autocast, {what}: {total} aten ops, {kernels} not views")
-            return
-        if args.export_backbone:
-            out, sha = export_backbone(*args.export_backbone)
-            return print(f"backbone: {out}\nsha256: {sha}")
-        variants = [(s, r) for s in 'BLg' for r in (224, 378)] if args.all else [(args.size, args.res)]
-        cards = [model_card(s, r) for s, r in variants]
-    if args.json:
-        print(json.dumps(cards, indent=1))
-    else:
-        print_cards(cards)
+        out, sha = export_backbone(*args.export_backbone)
+    print(f"backbone: {out}\nsha256: {sha}")
 
 
 if __name__ == '__main__':

@@ -2,12 +2,11 @@
 
 Not part of LoRAT: it stands in for LaSOT-like datasets where there are none (a laptop, a CI machine),
 so that the whole recipe trains and is scored without a download (size T's default --data). A clip is a
-data.Sequence like any benchmark's, so training, tracking and evaluation read it as they read LaSOT:
+data.Sequence like any dataset's, so training, tracking and evaluation read it as they read LaSOT:
 
     synthetic_clip(seed)                  -> a clip: objects cut from photos moving over another photo
     open_synthetic('train' | 'stills' | 'val' | 'test')
                                           -> a split (data.open_dataset('synthetic', ...) opens it by name)
-    print_pipeline_speeds()               -> samples/s of the training pipeline on this world and on JPEGs
 
 A clip is three pieces: a Scene (what it shows, every random draw made once from the seed), its Footage
 (frames and crops rendered on demand, as its camera records them) and its annotation (SyntheticClip: the
@@ -15,9 +14,6 @@ tight box of the target's visible pixels, and whether it is visible).
 """
 import io
 import math
-import os
-import tempfile
-import time
 from collections.abc import Sequence as _ListLike
 from functools import lru_cache
 from pathlib import Path
@@ -26,8 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from data import (LUMA, Sequence, as_tensor, crop, crop_regions, crop_speed, open_dataset, pipeline_speed,
-                  write_got10k_sequence)
+from data import LUMA, Sequence, as_tensor, crop, crop_regions
 
 PHOTOS = Path(__file__).resolve().parent / 'photos'
 # The photos (sources and licences: photos/README.md), split once: training clips and stills are made of
@@ -549,9 +544,6 @@ class Footage(Scene):
         render = self.draw if sharp else self.render
         return np.asarray(render(i, (0, 0, W, H), (W, H), hide_target))
 
-    def image(self, i, shrink=1.0):
-        return Image.fromarray(self.frame(i)), 1.0
-
     def crops(self, i, params, sizes):
         """Crops of frame i rendered straight from the photos: `crop` reads each window's source region
         (whole frame pixels) rendered at frame resolution, so no full frame is drawn; the padding is the
@@ -696,23 +688,23 @@ def _photos_of(seed):
 
 
 def open_synthetic(split='train', num=None, length=100, size=(320, 240)):
-    """The synthetic world's splits: disjoint seed ranges and photos (SYNTHETIC_SPLITS). The held-out
-    splits are benchmarks, so, as in LaSOT or GOT-10k, each clip starts with its target in view: their
+    """The synthetic world's splits: disjoint seed ranges and photos (SYNTHETIC_SPLITS). A held-out clip is
+    tracked from its first box, so, as in LaSOT or GOT-10k, it starts with its target in view: the held-out
     seeds are the first of their range whose clip `starts_in_view`."""
     if split not in SYNTHETIC_SPLITS:
         raise ValueError(f"synthetic split must be one of {', '.join(SYNTHETIC_SPLITS)}, not {split!r}")
     first, default_num, photos = SYNTHETIC_SPLITS[split]
     length, num = (1 if split == 'stills' else length), num or default_num
     if photos == 'held_out':
-        return _Clips(benchmark_seeds(first, num, length, tuple(size)), length, size, photos)
+        return _Clips(held_out_seeds(first, num, length, tuple(size)), length, size, photos)
     return _Clips(range(first, first + num), length, size, photos)
 
 
-START_IN_VIEW = 0.9  # the share of the target's mask that a benchmark clip shows in its first frame
+START_IN_VIEW = 0.9  # the share of the target's mask that a held-out clip shows in its first frame
 
 
 @lru_cache(maxsize=None)
-def benchmark_seeds(first, num, length, size):
+def held_out_seeds(first, num, length, size):
     """The first `num` seeds from `first` whose clip shows >= START_IN_VIEW of its target in frame 0 (the
     frame that gives the tracker its box): no occluder on it, not out of view."""
     seeds, seed = [], first
@@ -746,42 +738,3 @@ class _Clips(_ListLike):
             self.cache[k] = clip
         return clip
 
-
-# -----------------------------------------------------------------------------
-# Speed of the training pipeline on this world (what `python data.py --benchmark` printed)
-
-
-def write_jpeg_dataset(folder, num=6, length=40, size=(640, 360)):
-    """A GOT-10k-layout folder of real JPEGs (synthetic clips rendered at `size`) -> its sequences."""
-    for k in range(num):
-        write_got10k_sequence(Path(folder) / f"seq{k:03d}", synthetic_clip(3_000_000 + k, length, size))
-    return open_dataset('custom', folder)
-
-
-def print_pipeline_speeds(samples=640, workers=(0, 1, 2)):
-    """Print crops/s of `crop` and samples/s of the whole training pipeline (data.pipeline_speed) per
-    DataLoader worker count, on the synthetic clips, the stills, their 3:1 mix and a folder of 640x360 JPEGs."""
-    def report(label, sets, weights, tz, sx):
-        for n in workers:
-            rate = pipeline_speed(sets, weights, tz, sx, 4.0, samples, n)
-            print(f"{label:>10} {tz:>3}/{sx:<3} workers={n}: {rate:7.0f} samples/s ({rate / max(n, 1):.0f} per core)",
-                  flush=True)
-
-    print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; batch 32")
-    clips, stills = open_synthetic('train'), open_synthetic('stills')
-    start = time.perf_counter()
-    for clip in clips:  # once per process (workers inherit it): not part of the steady state
-        clip.boxes
-    print(f"making and annotating {len(clips)} synthetic clips: {time.perf_counter() - start:.1f} s (once)")
-    W, H = 1280, 720  # a frame, a 120x90 target in its middle: the window shrinks
-    for S, factor in ((224, 4.0), (378, 5.0)):
-        print(f"      crop {S}x{S} from {W}x{H}: {crop_speed(S, factor, (W, H)):7.0f} crops/s "
-              f"({torch.get_num_threads()} threads)", flush=True)
-    for tz, sx in ((56, 112), (112, 224)):
-        report('clips', [clips], [1], tz, sx)
-        report('stills', [stills], [1], tz, sx)
-        report('mix 3:1', [clips, stills], [3, 1], tz, sx)
-    with tempfile.TemporaryDirectory() as tmp:
-        jpegs = write_jpeg_dataset(tmp)
-        for tz, sx in ((56, 112), (112, 224)):
-            report('jpeg 640p', [jpegs], [1], tz, sx)

@@ -26,7 +26,6 @@ import lorat
 from data import (as_tensor, box_from_crop, box_lines, box_to_crop, crop, crop_params, image_mean, open_dataset,
                   rgb_image, standardize_crops, write_mp4, write_text_atomic)
 
-DTYPES = lorat.DTYPES  # --dtype: the autocast precision of inference
 MIN_SIZE = 10  # px: the kept box's w and h are widened to >= 10 about its center before the search crop
 HANN_WEIGHT = 0.55  # s' = 0.55 * s + 0.45 * hann
 
@@ -35,14 +34,11 @@ HANN_WEIGHT = 0.55  # s' = 0.55 * s + 0.45 * hann
 
 
 class Tracker:
-    """LoRAT's inference, as the authors' evaluation runs it: a fixed first-frame template, a search crop
-    around the kept box, the Hanning-blended best cell's box mapped back through the crop.
-
-    `init(frame, box_xywh)` once, then `update(frame) -> (box_xywh, score)` per frame. Frames are uint8
-    (H, W, 3); each is uploaded once and cropped on the tracker's device. The model keeps fp32 weights and
-    runs under autocast when `dtype` is fp16 or bf16. After each update `last` holds the sigmoid score map,
-    the blended map (device tensors) and the crop parameters, for notebooks.
-    """
+    """LoRAT's inference, as the authors' evaluation runs it: a fixed first-frame template, a search crop around
+    the kept box, the Hanning-blended best cell's box mapped back through the crop. `init(frame, box_xywh)` once,
+    then `update(frame) -> (box_xywh, score)` per frame. Frames are uint8 (H, W, 3), each uploaded once and cropped
+    on the tracker's device. The model keeps fp32 weights and runs under autocast when `dtype` is fp16 or bf16.
+    After each update `last` holds the sigmoid score map, the blended map and the crop parameters, for notebooks."""
 
     def __init__(self, model, device='cpu', dtype=torch.float32):
         self.device, self.dtype = torch.device(device), dtype
@@ -116,30 +112,23 @@ def check_box(box_xywh, frame):
         raise ValueError(f"first box {x:g},{y:g},{w:g},{h:g} lies outside the {W}x{H} first frame: give x,y,w,h inside it")
 
 
-def resolve_device(device):
-    """cpu, cuda or cuda:N, checked: a bad or absent device is one line (lorat.resolve_device)."""
-    return lorat.resolve_device(device)
-
-
 def load_tracker(weights, device='cpu', dtype=torch.float32, backbone=None, res=None):
     """A Tracker from any weights lorat.load_model reads: a train.py checkpoint, a merged export, or an
     official LoRAT release (+ its DINOv2 `backbone`). `res` must agree with the checkpoint's."""
-    dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+    dtype = lorat.DTYPES[dtype] if isinstance(dtype, str) else dtype
     model = lorat.load_model(weights, backbone, 'cpu', res)
     if res is not None and model.cfg.res != int(res):
-        raise SystemExit(f"error: {weights} is a {model.cfg.size}-{model.cfg.res} model, not resolution {res}: "
+        raise ValueError(f"{weights} is a {model.cfg.size}-{model.cfg.res} model, not resolution {res}: "
                          f"drop --res (it comes from the checkpoint)")
-    return Tracker(model, resolve_device(str(device)), dtype)
+    return Tracker(model, lorat.resolve_device(device), dtype)
 
 # -----------------------------------------------------------------------------
-# Frames in: a video (PyAV, one frame at a time) or a folder of images
+# Frames in: a video (PyAV, one frame at a time) or a folder of images; the first box, --init or drawn
 
 
 class Frames:
-    """The frames of a video file or an image folder, decoded one at a time (never all in memory).
-
-    `fps` (Fraction, None for a folder) and `count` (None when the container does not say) up front.
-    """
+    """The frames of a video file or an image folder, decoded one at a time (never all in memory); `fps`
+    (Fraction, None for a folder) and `count` (None when the container does not say) up front."""
 
     def __init__(self, path):
         self.path, self.files, self.fps, self.count, self.rotation = path, None, None, None, 0
@@ -147,39 +136,37 @@ class Frames:
             self.files = sorted(os.path.join(path, f) for f in os.listdir(path)
                                 if f.lower().endswith(('.jpg', '.jpeg', '.png')))
             if not self.files:
-                raise SystemExit(f"error: folder {path} holds no .jpg or .png images")
+                raise FileNotFoundError(f"folder {path} holds no .jpg or .png images")
             self.count = len(self.files)
             self.check_sizes()
             return
         if not os.path.exists(path):
-            raise SystemExit(f"error: video {path} does not exist: check the path")
+            raise FileNotFoundError(f"video {path} does not exist: check the path")
         if not os.path.isfile(path):
-            raise SystemExit(f"error: {path} is neither a video file nor a folder of images")
+            raise ValueError(f"{path} is neither a video file nor a folder of images")
         try:
             with av.open(path) as container:
                 stream = container.streams.video[0]
                 self.fps = stream.average_rate or stream.guessed_rate
                 self.count = stream.frames or None
         except (av.error.FFmpegError, IndexError, OSError) as e:
-            raise SystemExit(f"error: cannot read video {path}: not a video or corrupt "
-                             f"({type(e).__name__})") from None
+            raise ValueError(f"cannot read video {path}: not a video or corrupt ({type(e).__name__})") from None
 
     def __iter__(self):
         return self.images() if self.files else self.video()
 
     def check_sizes(self):
-        """Every image of a folder has the first one's size (read from the headers only): the boxes of one
-        track live in one coordinate system, so frames of mixed sizes are refused, naming the first odd one."""
+        """Every image of a folder has the first one's size (headers only): the boxes live in one coordinate system."""
         first = None
         for f in self.files:
             try:
                 with Image.open(f) as im:
                     size = im.size
             except OSError:
-                raise SystemExit(f"error: cannot read image {f}: corrupt or not an image; remove or replace it") from None
+                raise ValueError(f"cannot read image {f}: corrupt or not an image; remove or replace it") from None
             first = first or (f, size)
             if size != first[1]:
-                raise SystemExit(f"error: folder {self.path} mixes frame sizes ({os.path.basename(first[0])} is "
+                raise ValueError(f"folder {self.path} mixes frame sizes ({os.path.basename(first[0])} is "
                                  f"{first[1][0]}x{first[1][1]}, {os.path.basename(f)} is {size[0]}x{size[1]}): the boxes "
                                  f"would mix coordinate systems; resize the frames to one size first")
 
@@ -189,7 +176,7 @@ class Frames:
                 with Image.open(f) as im:
                     image = np.asarray(rgb_image(im))  # 16-bit PNGs scaled, not clipped to white
             except OSError:
-                raise SystemExit(f"error: cannot read image {f}: corrupt or not an image") from None
+                raise ValueError(f"cannot read image {f}: corrupt or not an image") from None
             yield image
 
     def video(self):
@@ -209,7 +196,7 @@ class Frames:
                     yield np.ascontiguousarray(np.rot90(image, turns)) if turns else image
             except av.error.FFmpegError as e:
                 if n == 0:
-                    raise SystemExit(f"error: cannot decode video {self.path}: corrupt ({type(e).__name__})") from None
+                    raise ValueError(f"cannot decode video {self.path}: corrupt ({type(e).__name__})") from None
                 listed = f" (its index lists {self.count} frames)" if self.count else ''
                 print(f"\nwarning: {self.path} is damaged after frame {n}{listed}; tracked the {n} frames before", file=sys.stderr)
                 return
@@ -217,35 +204,11 @@ class Frames:
             print(f"\nwarning: {self.path}'s index lists {self.count} frames but only {n} decode (a truncated or "
                   f"damaged file): tracked those {n}", file=sys.stderr)
 
-# -----------------------------------------------------------------------------
-# The first box: --init x,y,w,h, or drawn on the first frame
-
 
 def has_display():
     if os.environ.get('MPLBACKEND', '').lower() == 'agg':
         return False
     return sys.platform in ('darwin', 'win32') or bool(os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
-
-
-def parse_box(text):
-    try:
-        box = np.array([float(v) for v in text.split(',')])
-    except ValueError:
-        box = np.array([])
-    if box.shape != (4,) or not np.isfinite(box).all():
-        raise SystemExit(f"error: --init must be four numbers x,y,w,h in pixels (e.g. --init 120,80,60,40), got {text!r}")
-    if box[2] <= 0 or box[3] <= 0:
-        raise SystemExit(f"error: --init {text} has zero or negative size: w and h must be > 0")
-    return box
-
-
-def check_inside(box, frame):
-    """check_box, for the command line's first box: its error names --init."""
-    try:
-        check_box(box, frame)
-    except ValueError as e:
-        raise SystemExit(f"error: --init: {e}") from None
-    return box
 
 
 def draw_box(frame):
@@ -260,7 +223,7 @@ def draw_box(frame):
     plt.show()
     x1, x2, y1, y2 = selector.extents
     if x2 - x1 < 2 or y2 - y1 < 2:
-        raise SystemExit("error: no box was drawn: drag a box on the first frame, or give --init x,y,w,h")
+        raise ValueError("no box was drawn: drag a box on the first frame, or give --init x,y,w,h")
     return np.array([x1, y1, x2 - x1, y2 - y1])
 
 # -----------------------------------------------------------------------------
@@ -325,21 +288,21 @@ class LiveView:
 
 
 class Progress:
-    """Tracking progress on stderr: frames done of `total` (None: not known), frames per second, ETA.
-
-    One video: `step(done)` after each frame rewrites one line, at most twice a second; `end()` ends it.
-    A dataset (evaluate.py): `finished(name, frames, seconds)` after each sequence prints a line
-    `[k/N] name: frames, that sequence's tracking fps, ETA`; `sequences` is N.
-    """
+    """Tracking progress on stderr: frames done of `total` (None: not known), frames per second, ETA. One video:
+    `step(done)` after each frame rewrites one line, at most twice a second; `end()` ends it. A dataset
+    (evaluate.py): `finished(name, frames, seconds)` prints a line per sequence, `[k/N]` of N `sequences`."""
 
     def __init__(self, total=None, sequences=None):
         self.total, self.sequences = total, sequences
         self.start, self.shown, self.frames, self.done = time.perf_counter(), 0.0, 0, 0
 
     def rate(self, frames):
-        """Frames per second since the start, and '  ETA m:ss' when the total is known (else '')."""
+        """Frames per second since the start, and '  ETA m:ss' (h:mm:ss) when the total is known (else '')."""
         fps = frames / max(time.perf_counter() - self.start, 1e-9)
-        return fps, f"  ETA {time_text((self.total - frames) / max(fps, 1e-9))}" if self.total else ''
+        if not self.total:
+            return fps, ''
+        m, s = divmod(int((self.total - frames) / max(fps, 1e-9)), 60)
+        return fps, f"  ETA {m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"  ETA {m}:{s:02d}"
 
     def step(self, done):
         now = time.perf_counter()
@@ -361,36 +324,33 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
-def time_text(seconds):
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
-
 # -----------------------------------------------------------------------------
 # The tracking run
 
 
 def track(tracker, frames, out_path, init=None, fps=30, show=False, progress=True):
-    """Track through `frames` (a Frames or any iterable of uint8 (H,W,3)), writing the annotated mp4.
-
-    init: x,y,w,h of the first frame, or None to draw it. Returns boxes (T, 4), scores (T,), seconds.
-    """
+    """Track through `frames` (a Frames or any iterable of uint8 (H,W,3)) into the annotated mp4 `out_path`;
+    `init`: x,y,w,h of the first frame, None to draw it. -> boxes (T, 4), scores (T,), seconds."""
     boxes, scores = [], []
     view = LiveView() if show else None
     bar = Progress(getattr(frames, 'count', None)) if progress else None
     typeface = None
 
     def annotated():
-        nonlocal typeface
+        nonlocal typeface, init
         for i, frame in enumerate(frames):
+            if i == 0 and init is None:
+                init = draw_box(frame)
             try:
                 if i == 0:
-                    box = check_inside(draw_box(frame) if init is None else np.asarray(init, np.float64), frame)
+                    box = np.asarray(init, np.float64)
                     tracker.init(frame, box)
                     score, typeface = 1.0, font(frame.shape[0])
                 else:
                     box, score = tracker.update(frame)
-            except ValueError as e:  # a zero-size first box, a frame of another size
-                raise SystemExit(f"error: {getattr(frames, 'path', 'the input')}, frame {i}: {e}") from None
+            except ValueError as e:  # a first box off the frame (named as --init), a frame of another size
+                where = '--init' if i == 0 else f"{getattr(frames, 'path', 'the input')}, frame {i}"
+                raise ValueError(f"{where}: {e}") from None
             boxes.append(box)
             scores.append(score)
             out = annotate(frame, box, score, i, typeface)
@@ -402,17 +362,13 @@ def track(tracker, frames, out_path, init=None, fps=30, show=False, progress=Tru
 
     start = time.perf_counter()
     try:
-        write_mp4(out_path, annotated(), fps)
-    except BaseException:
-        if os.path.exists(f"{out_path}.tmp"):
-            os.remove(f"{out_path}.tmp")
-        raise
+        write_mp4(out_path, annotated(), fps)  # atomic: a failure or Ctrl-C leaves no half-written video
     finally:
         if bar:
             bar.end()
     if not boxes:
         os.remove(out_path)  # an mp4 of no frames
-        raise SystemExit(f"error: {getattr(frames, 'path', 'the input')} has no decodable video frames")
+        raise ValueError(f"{getattr(frames, 'path', 'the input')} has no decodable video frames")
     return np.array(boxes), np.array(scores), time.perf_counter() - start
 
 
@@ -423,41 +379,33 @@ def track(tracker, frames, out_path, init=None, fps=30, show=False, progress=Tru
 def newest_weights(runs='runs'):
     """The model of the newest training run: runs/latest names its folder; export.pt, else ckpt.pt."""
     latest = os.path.join(runs, 'latest')
-    run_dir = None
-    if os.path.isdir(latest):
-        run_dir = latest
-    elif os.path.isfile(latest):
+    if not os.path.exists(latest):
+        raise FileNotFoundError(f"no trained model in {runs}/ (no {latest}): run `python train.py` first, "
+                                f"or give a video and --weights")
+    run_dir = latest
+    if not os.path.isdir(latest):
         with open(latest) as f:
             name = f.read().strip()
         run_dir = name if os.path.isdir(name) else os.path.join(runs, name)
     for file in ('export.pt', 'ckpt.pt'):
-        if run_dir and os.path.isfile(os.path.join(run_dir, file)):
+        if os.path.isfile(os.path.join(run_dir, file)):
             return os.path.join(run_dir, file)
-    if run_dir and not os.path.isdir(run_dir):
-        raise SystemExit(f"error: {latest} names the run {run_dir}, which no longer exists: give --weights FILE, "
-                         f"or train again (`python train.py`)")
-    if run_dir:
-        raise SystemExit(f"error: the newest run {run_dir} holds no export.pt or ckpt.pt (stopped before its first "
-                         f"checkpoint?): give --weights FILE, or resume it with train.py --resume {run_dir}")
-    raise SystemExit(f"error: no trained model in {runs}/ (no {latest}): run `python train.py` first, "
-                     f"or give a video and --weights")
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"{latest} names the run {run_dir}, which no longer exists: give --weights FILE, "
+                                f"or train again (`python train.py`)")
+    raise FileNotFoundError(f"the newest run {run_dir} holds no export.pt or ckpt.pt (stopped before its first "
+                            f"checkpoint?): give --weights FILE, or resume it with train.py --resume {run_dir}")
 
 
-HELD_OUT_CLIPS = 20  # the synthetic world's test split: the demo's score is over all of it
-
-
-def demo(args, clips=HELD_OUT_CLIPS, length=None):
-    """The second half of `python train.py && python track.py`: the first held-out synthetic clip tracked
-    into an annotated video in demo/ (and a --strip picture), then the number that describes the tracker:
-    the success AUC over the `clips` held-out test clips (of `length` frames; None: 100), computed by
-    `python evaluate.py run --dataset synthetic` on the same weights, in this process. Its results go where
-    that command keeps them, so the command afterwards finds them done and prints the same figures."""
+def demo(args, clips=20, length=None):
+    """The second half of `python train.py && python track.py`: the first held-out synthetic clip tracked into
+    demo/ (and a --strip picture), then the success AUC over the `clips` held-out clips (20: the test split), by
+    `python evaluate.py run --dataset synthetic` in this process: that command, run afterwards, finds them done."""
     weights = args.weights or newest_weights()
     tracker = load_tracker(weights, args.device, args.dtype, args.backbone, args.res)
     clip = open_dataset('synthetic', split='test', num=clips, **({'length': length} if length else {}))[0]
-    os.makedirs('demo', exist_ok=True)
     video = os.path.join('demo', f"{clip.name}.mp4")
-    write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
+    write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)  # atomic, into a demo/ made if need be
     out = args.out or os.path.join('demo', f"{clip.name}_lorat.mp4")
     print(f"demo: {weights} on {video} ({len(clip)} frames)")
     boxes, scores, seconds = track(tracker, Frames(video), out, init=clip.boxes[0], fps=30, show=args.show)
@@ -468,7 +416,7 @@ def demo(args, clips=HELD_OUT_CLIPS, length=None):
         print(f"strip: {args.strip}")
     print(f"{len(boxes) / seconds:.1f} fps end to end")
     print(f"annotated video: {out}")
-    import evaluate  # the file above this one, for the demo's score only; evaluate.py imports track.py lazily too
+    import evaluate  # the file above this one (it imports track.py), for the demo's score only
     argv = ['run', '--dataset', 'synthetic', '--num', str(clips), '--weights', weights, '--device', args.device,
             '--dtype', args.dtype]
     for flag, value in (('--length', length), ('--backbone', args.backbone), ('--res', args.res)):
@@ -489,22 +437,17 @@ def output_path(video, out=None):
 
 def refuse_the_input(path, video, flag):
     if os.path.realpath(path) == os.path.realpath(video) or (os.path.exists(path) and os.path.samefile(path, video)):
-        raise SystemExit(f"error: {flag} {path} is the input video itself: give another file")
+        raise ValueError(f"{flag} {path} is the input video itself: give another file")
     return path
 
 
 def join_init(argv):
-    """`--init -20,5,40,40` -> `--init=-20,5,40,40`: argparse would take a negative x for an option."""
-    out, k = [], 0
-    while k < len(argv):
-        a = argv[k]
-        # joined only with a value: a missing one, or the next option, is left for argparse to call missing
-        if a == '--init' and k + 1 < len(argv) and not argv[k + 1].startswith('--') and argv[k + 1] != '-h':
-            out.append(f"--init={argv[k + 1]}")
-            k += 2
-            continue
-        out.append(a)
-        k += 1
+    """`--init -20,5,40,40` -> `--init=-20,5,40,40`: argparse would take a negative x for an option. Joined only
+    with a value: a missing one, or the next option, is left for argparse to call missing."""
+    out = list(argv)
+    for k in range(len(out) - 2, -1, -1):  # from the end: a join leaves the indices before it as they are
+        if out[k] == '--init' and not out[k + 1].startswith('--') and out[k + 1] != '-h':
+            out[k:k + 2] = [f"--init={out[k + 1]}"]
     return out
 
 
@@ -525,14 +468,14 @@ def parse_args(argv=None):
     p.add_argument('--show', action='store_true', help="show the tracking live")
     p.add_argument('--device', default='cpu', help="cpu, cuda or cuda:N")
     p.add_argument('--threads', type=lorat.positive_int, help="CPU threads of the model (default: all cores but one, "
-                                               "which is left to decoding and encoding the video)")
-    p.add_argument('--dtype', choices=DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights (LoRA merged in fp32), or plain fp32. "
-                   "Default: fp16 on cuda (the authors' evaluation), fp32 on cpu")
+                                                               "which is left to decoding and encoding the video)")
+    p.add_argument('--dtype', choices=lorat.DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights "
+                   "(LoRA merged in fp32), or plain fp32. Default: fp16 on cuda (the authors' evaluation), fp32 on cpu")
     args = p.parse_args(join_init(sys.argv[1:] if argv is None else argv))
-    args.device = resolve_device(args.device)
+    args.device = lorat.resolve_device(args.device)
     args.dtype = args.dtype or lorat.default_dtype(args.device, training=False)
     if args.show and not has_display():
-        raise SystemExit("error: --show needs a display, and none was found (no DISPLAY): drop --show")
+        raise ValueError("--show needs a display, and none was found (no DISPLAY): drop --show")
     return args
 
 
@@ -540,7 +483,7 @@ def parse_args(argv=None):
 def main(argv=None):
     try:
         return run(parse_args(argv))
-    except KeyboardInterrupt:  # Ctrl-C: track() has removed its half-written video
+    except KeyboardInterrupt:  # Ctrl-C: the half-written video is removed (lorat.write_atomic)
         raise SystemExit("stopped (Ctrl-C): no output was written") from None
 
 
@@ -551,9 +494,8 @@ def run(args):
         lorat.check_writable(args.strip, '--strip')
     if args.video is None:
         return demo(args)
-    init = np.array(args.init, dtype=np.float64) if args.init else None  # checked by lorat.box_xywh
-    if init is None and not has_display():
-        raise SystemExit("error: no display to draw the first box on: give it with --init x,y,w,h "
+    if args.init is None and not has_display():
+        raise ValueError("no display to draw the first box on: give it with --init x,y,w,h "
                          "(pixels of the first frame)")
     frames = Frames(args.video)
     out = lorat.check_writable(output_path(args.video, args.out), '--out')
@@ -561,18 +503,18 @@ def run(args):
         refuse_the_input(args.boxes, args.video, '--boxes')
         lorat.check_writable(args.boxes, '--boxes')
         if os.path.realpath(args.boxes) == os.path.realpath(out):
-            raise SystemExit(f"error: --boxes {args.boxes} is the --out video too: the boxes would replace the video; "
+            raise ValueError(f"--boxes {args.boxes} is the --out video too: the boxes would replace the video; "
                              f"give them another file (e.g. boxes.txt)")
     if args.strip:
         refuse_the_input(args.strip, args.video, '--strip')
         if os.path.realpath(args.strip) in (os.path.realpath(out), os.path.realpath(args.boxes or out)):
-            raise SystemExit(f"error: --strip {args.strip} is also the --out video or the --boxes file: give it another file "
+            raise ValueError(f"--strip {args.strip} is also the --out video or the --boxes file: give it another file "
                              f"(e.g. strip.png)")
     if args.weights is None:
         args.weights = newest_weights()
     tracker = load_tracker(args.weights, args.device, args.dtype, args.backbone, args.res)
     fps = frames.fps or Fraction(args.fps).limit_denominator(1001)
-    boxes, scores, seconds = track(tracker, frames, out, init, fps, args.show)
+    boxes, scores, seconds = track(tracker, frames, out, args.init, fps, args.show)  # --init checked by lorat.box_xywh
     if args.boxes:
         write_text_atomic(args.boxes, box_lines(boxes))  # pytracking's result format
         print(f"boxes: {args.boxes}")

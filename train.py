@@ -9,18 +9,16 @@ Train LoRAT, nanoGPT-style: one flat script, from one CPU process to many GPUs w
     python train.py --benchmark --size B --res 224   # LoRA vs full fine-tuning: step time and peak memory
     python train.py --benchmark --size L --grad-checkpoint   # + activation checkpointing, the g-378 estimate
 
-What is trained (the paper's first idea): LoRA on every linear layer of the frozen pretrained blocks +
-the token type table + the head; with --full-finetune, everything (layer-wise lr decay 0.7, clip 0.1,
-the paper's baseline). The backbone is --weights, else the public DINOv2 file of the size (size T: the
-shipped weights/lorat-T-backbone.pth). Only --scratch trains every parameter from random init.
-Every run ends with runs/<name>/export.pt: LoRA merged into the weights, what track.py and evaluate.py
-load; ckpt.pt holds only what was trained, and names its backbone by absolute path and sha256.
+What is trained (the paper's first idea): LoRA on every linear layer of the frozen pretrained blocks, the
+token type table and the head; with --full-finetune everything (the paper's baseline); with --scratch every
+parameter, from random init. A run ends with runs/<name>/export.pt: LoRA merged into the weights, what
+track.py and evaluate.py load; ckpt.pt holds only what was trained and names its backbone by path and sha256.
 
 Exact resume rests on three pure functions: the learning rate of the step, the training sample of a
 global index (data.TrainingPairs), and the global indices of a step. So a checkpoint needs only the
-step, the optimizer, the fp16 loss scaler and the RNG states (drop path). On the CPU a run killed with
-SIGKILL (or stopped with Ctrl-C) and resumed ends with the same weights, bit for bit, as one that never
-stopped; on CUDA that holds only with --deterministic (cuBLAS and cuDNN pick their kernels per run).
+step, the optimizer, the fp16 loss scaler and the RNG states (drop path). A resumed run ends with the
+weights, bit for bit, of one that never stopped; on CUDA only with --deterministic (cuBLAS and cuDNN
+pick their kernels per run).
 """
 import argparse
 import contextlib
@@ -50,20 +48,20 @@ import lorat
 # -----------------------------------------------------------------------------
 # Flags. --help shows every default; a default that depends on the case comes from one of these tables.
 
-# The recipe of each case. LoRAT's (the facts) adapts a pretrained DINOv2 on GPUs. Size T's adapts the shipped T
-# backbone on 2 CPU cores. With --scratch nothing is pretrained: size T learns from scratch on the synthetic world,
+# The recipe of each case: LoRAT's, the paper's, adapts a pretrained DINOv2 on GPUs; size T's adapts the shipped
+# T backbone on 2 CPU cores. With --scratch nothing is pretrained: size T learns from scratch on the synthetic world,
 # and must do so in 10 minutes on 2 CPU cores, hence a 10x higher lr, small batches and ~40x fewer samples.
 RECIPES = {
     'lorat': dict(lr=1e-4, batch_size=128, epochs=170, samples_per_epoch=131072, warmup_epochs=2,
-                  weight_decay=0.1, val_samples=1024, augment='on', lora_rank=64),
+                  weight_decay=0.1, val_samples=1024, augment='on'),
     'lorat-cpu': dict(lr=1e-3, batch_size=16, epochs=4, samples_per_epoch=8192, warmup_epochs=0.5,
-                      weight_decay=0.05, val_samples=256, augment='on', lora_rank=16),
+                      weight_decay=0.05, val_samples=256, augment='on'),
     'scratch': dict(lr=1e-3, batch_size=16, epochs=10, samples_per_epoch=8192, warmup_epochs=0.5,
                     weight_decay=0.05, val_samples=256, augment='off'),
 }
 RECIPE_NAMES = {'lorat': "LoRAT's", 'lorat-cpu': "size T", 'scratch': "--scratch"}  # as --help names them
 PAPER_MIX = 'lasot,got10k,trackingnet,coco'  # LoRAT's training sets
-DEFAULT_DATA = {'T': 'synthetic,synthetic_stills'}  # --data of a size when not given: T trains on the synthetic world, others on PAPER_MIX
+DEFAULT_DATA = {'T': 'synthetic,synthetic_stills'}  # --data of a size: T's synthetic world, else PAPER_MIX
 # the synthetic world's clips and stills, 3:1, as LoRAT draws 1 pair in 4 from COCO's still images
 DEFAULT_DATA_WEIGHTS = {'synthetic,synthetic_stills': '3,1'}
 GOT10K_EPOCHS = 100  # the GOT-10k protocol: GOT-10k train only, 100 epochs
@@ -71,11 +69,6 @@ WARMUP_LR, MIN_LR = 1e-7, 1e-6
 # changing these between a run and its --resume would change the data or the schedule
 SAME_ON_RESUME = ('data', 'data_weights', 'weights', 'full_finetune', 'seed', 'batch_size', 'lr', 'epochs',
                   'samples_per_epoch', 'warmup_epochs', 'weight_decay', 'clip', 'layer_decay', 'augment')
-
-
-def recipe_of(args):
-    """The case whose recipe gives the defaults: --scratch's, else size T's, else LoRAT's."""
-    return 'scratch' if args.scratch else 'lorat-cpu' if args.size == 'T' else 'lorat'
 
 
 def by_recipe(key):
@@ -105,14 +98,7 @@ def parser():
     by with_recipe."""
     p = lorat.Parser(description="Train LoRAT (see the module docstring for examples). Defaults that depend on "
                                  "the case: LoRAT's recipe (sizes S to g), size T's, or --scratch's.")
-    model_flags(p.add_argument_group("model: size, backbone, the paper's ablations"))
-    data_flags(p.add_argument_group("data"))
-    optimization_flags(p.add_argument_group("optimization: the recipe's"))
-    machinery_flags(p.add_argument_group("machinery"))
-    return p
-
-
-def model_flags(g):
+    g = p.add_argument_group("model: size, backbone, the paper's ablations")
     g.add_argument('--size', type=lorat.size_name, default='T', help="T, S, B, L or g (default %(default)s)")
     g.add_argument('--res', type=lorat.resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default: 112 for T, else 224)")
     g.add_argument('--weights', default=None, help="backbone file in DINOv2's layout (default: the public dinov2_vit{s,b,l,g}14_pretrain.pth "
@@ -125,13 +111,12 @@ def model_flags(g):
     g.add_argument('--no-type-emb', action='store_true', help="no token type embedding")
     g.add_argument('--no-fg', action='store_true', help="no template foreground indicator")
     g.add_argument('--lora-init', default='bert', help="bert (LoRAT: trunc-normal A and B) or lora (zero B) (default %(default)s)")
-    g.add_argument('--lora-rank', type=lorat.positive_int, default=None, help=by_recipe('lora_rank'))
+    g.add_argument('--lora-rank', type=lorat.positive_int, default=None, help="LoRA rank (default: the size's, "
+                   + ", ".join(f"{s} {v.lora_rank}" for s, v in lorat.SIZES.items()) + ")")
     g.add_argument('--grad-checkpoint', action='store_true', help="activation checkpointing per block: keep only "
                    "each block's input, recompute the block in the backward pass: memory for compute (--benchmark "
                    "--grad-checkpoint prints both)")
-
-
-def data_flags(g):
+    g = p.add_argument_group("data")
     g.add_argument('--data', type=data_names, default=None, help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom "
                                                 f"(default: {DEFAULT_DATA['T']} for size T, {PAPER_MIX} for the others)")
     g.add_argument('--data-root', default=None, help="the folder holding LaSOT/, GOT-10k/, TrackingNet/, COCO/ (default: $LORAT_DATA)")
@@ -146,9 +131,7 @@ def data_flags(g):
                                                                                f"({by_recipe('val_samples')})")
     g.add_argument('--seed', type=lorat.seed_int, default=0, help="the seed of the training pairs, the initial weights and drop path "
                                                              "(default %(default)s)")
-
-
-def optimization_flags(g):
+    g = p.add_argument_group("optimization: the recipe's")
     g.add_argument('--epochs', type=lorat.positive_int, default=None,
                    help=f"{by_recipe('epochs')}; {GOT10K_EPOCHS} with LoRAT's on --data got10k (the GOT-10k protocol)")
     g.add_argument('--samples-per-epoch', type=lorat.positive_int, default=None, help=by_recipe('samples_per_epoch'))
@@ -162,9 +145,7 @@ def optimization_flags(g):
     g.add_argument('--clip', type=lorat.positive_float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
     g.add_argument('--layer-decay', type=lorat.unit_float, default=None, help="layer-wise lr decay (default 0.7 when full "
                                                                                "fine-tuning, else 1.0: none)")
-
-
-def machinery_flags(g):
+    g = p.add_argument_group("machinery")
     g.add_argument('--dtype', default=None, help="fp32, bf16 or fp16 (autocast; default bf16 on CUDA, fp16 with loss "
                                                  "scaling on a GPU without bf16, fp32 on the CPU)")
     g.add_argument('--device', default=None, help="cpu, cuda or cuda:N (default: cuda if available; under torchrun "
@@ -189,6 +170,7 @@ def machinery_flags(g):
     g.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
     g.add_argument('--bench-steps', type=lorat.positive_int, default=5, help="timed steps per mode (default %(default)s)")
     g.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
+    return p
 
 
 def parse_args(argv=None):
@@ -202,18 +184,20 @@ def parse_args(argv=None):
 
 
 def with_recipe(args):
-    """The flags not given that depend on the case, set: the data of the size, the optimization of the recipe
-    (RECIPES), the clip and layer decay of full fine-tuning, --benchmark's batch."""
+    """The flags not given that depend on the case, set: the data and LoRA rank of the size, the optimization of the
+    recipe (RECIPES), the clip and layer decay of full fine-tuning, --benchmark's batch."""
     if args.benchmark and args.batch_size is None:  # B-224's batch that fits anywhere
         args.batch_size = 16 if torch.cuda.is_available() else 2
     args.data = args.data or DEFAULT_DATA.get(args.size, PAPER_MIX)
     args.data_weights = args.data_weights or DEFAULT_DATA_WEIGHTS.get(args.data)
-    case = recipe_of(args)
+    case = 'scratch' if args.scratch else 'lorat-cpu' if args.size == 'T' else 'lorat'  # whose recipe applies
     if case == 'lorat' and args.data == 'got10k' and args.epochs is None:
         args.epochs = GOT10K_EPOCHS
     for key, value in RECIPES[case].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if case != 'scratch' and args.lora_rank is None:
+        args.lora_rank = lorat.SIZES[args.size].lora_rank
     fine_tuning_all = args.full_finetune and not args.scratch  # from scratch there is no pretraining to protect
     args.clip = args.clip if args.clip is not None else (0.1 if fine_tuning_all else 1.0)
     args.layer_decay = args.layer_decay if args.layer_decay is not None else (0.7 if fine_tuning_all else 1.0)
@@ -239,7 +223,7 @@ def build(args):
 
 
 def no_weight_decay(name, p):
-    """Biases, norms and embeddings are not decayed (the facts): decay would only pull them to 0."""
+    """Biases, norms and embeddings are not decayed, as in LoRAT: decay would only pull them to 0."""
     return p.ndim < 2 or 'norm' in name or name in ('token_type_embed', 'pos_embed', 'template_pos_embed')
 
 
@@ -308,9 +292,7 @@ def data_root(args, names):
 def open_datasets(args, split):
     names = [n.strip() for n in args.data.split(',')]
     root = data_root(args, names)
-    weights = [float(w) for w in args.data_weights.split(',')] if args.data_weights else [1.0] * len(names)
-    if len(weights) != len(names):
-        raise ValueError(f"--data-weights has {len(weights)} values for {len(names)} datasets")
+    weights = [float(w) for w in args.data_weights.split(',')] if args.data_weights else [1.0] * len(names)  # check()ed
     # in LoRAT's mix GOT-10k contributes its VOT-excluded part; the GOT-10k protocol trains on all of it
     split_of = lambda n: ('vot_' + split) if n == 'got10k' and len(names) > 1 else split
     sets = [data.open_dataset(n, root, split=split_of(n), partial=args.partial) for n in names]
@@ -410,27 +392,27 @@ def save_checkpoint(run_dir, model, optimizer, scaler, step, args, rngs):
     ckpt = dict(config=asdict(model.cfg), model=lorat.trainable_state_dict(model), optimizer=optimizer.state_dict(),
                 scaler=scaler.state_dict(), step=step, rng=rngs, args=vars(args), weights=args.weights,
                 weights_sha256=args.weights_sha256)
-    data.write_atomic(os.path.join(run_dir, 'ckpt.pt'), lambda tmp: torch.save(ckpt, tmp))
+    lorat.write_atomic(os.path.join(run_dir, 'ckpt.pt'), lambda tmp: torch.save(ckpt, tmp))
     data.write_text_atomic(os.path.join(os.path.dirname(run_dir), 'latest'), os.path.basename(run_dir) + '\n')
 
 
 def export(run_dir, model):
-    """The merged inference checkpoint: LoRA folded into the weights, every tensor, no optimizer. Made on
-    the CPU from a copy of the tensors (built on the meta device: no second model on the GPU)."""
+    """export.pt: LoRA folded into the weights, every tensor, no optimizer. Merged on the CPU, in a copy built on
+    the meta device: no second model on the GPU."""
     tensors = {k: v.detach().to('cpu', torch.float32, copy=True) for k, v in model.state_dict().items()}
     with torch.device('meta'):
         merged = lorat.LoRAT(model.cfg)
     merged.load_state_dict(tensors, assign=True)
     merged.merge()
     path = os.path.join(run_dir, 'export.pt')
-    data.write_atomic(path, lambda tmp: torch.save(dict(config=asdict(merged.cfg), model=merged.state_dict(), merged=True), tmp))
+    ckpt = dict(config=asdict(merged.cfg), model=merged.state_dict(), merged=True)
+    lorat.write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
     return path
 
 
 def resume_command(argv, run_dir, world=1, local_world=None):
-    """The command line that continues this run: the same flags, --resume <run folder>. On several nodes
-    (world > LOCAL_WORLD_SIZE) it is torchrun's multi-node form, to start on every node as before; the run
-    folder must then be on a filesystem every node sees (README.md)."""
+    """The command line that continues this run: the same flags, --resume <run folder>; on several nodes
+    (world > LOCAL_WORLD_SIZE) torchrun's multi-node form, to start on every node."""
     argv, kept = list(sys.argv[1:] if argv is None else argv), []
     while argv:
         a = argv.pop(0)
@@ -448,11 +430,10 @@ def resume_command(argv, run_dir, world=1, local_world=None):
 
 
 class CtrlC:
-    """The first Ctrl-C (or SIGTERM, a scheduler's notice) asks the loop to stop after the current step
-    (it saves and says how to resume); a second Ctrl-C stops at once. Under torchrun the agent forwards a
-    Ctrl-C to each worker (and kills them 30 s after); where the workers also share the terminal's process
-    group, the press reaches them twice, and a repeat within `echo_s` is that same press. Installed only
-    in the main thread (where Python delivers signals)."""
+    """The first Ctrl-C (or SIGTERM, a scheduler's notice) asks the loop to stop after the current step (it
+    saves and says how to resume); a second Ctrl-C stops at once. Under torchrun a press may reach a worker
+    twice (forwarded by the agent, and from the terminal's process group): a repeat within `echo_s` is that
+    same press. Installed only in the main thread, where Python delivers signals."""
 
     def __init__(self, echo_s=None):
         self.requested, self.when, self.previous = False, 0.0, {}
@@ -511,9 +492,8 @@ def load_checkpoint(path, model, args):
 
 
 def default_threads(local_world, busy_loader=False):
-    """This rank's share of the cores, less one for the loader when it is busy all the time
-    (`loader_is_busy`): a model thread sharing a core with a busy worker makes every OpenMP barrier wait.
-    A loader idle most of the step is not counted: its core would sit idle (README.md, "Where this differs")."""
+    """This rank's share of the cores, less one for the loader when it is busy all the time (`loader_is_busy`):
+    a model thread sharing a core with a busy worker makes every OpenMP barrier wait."""
     share = max(1, lorat.available_cpus() // local_world)
     return max(1, share - 1) if busy_loader else share
 
@@ -528,11 +508,7 @@ def sample_costs(train_set, model):
     data_s = (time.perf_counter() - start) / 8
     threads, a = torch.get_num_threads(), torch.ones(512, 512)  # ones: the global RNG stays untouched
     torch.set_num_threads(1)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(5):
-        a @ a
-    flops = 5 * 2 * 512 ** 3 / (time.perf_counter() - start)
+    flops = 2 * 512 ** 3 / lorat.median_seconds(lambda: a @ a, warmup=1, iters=5)
     torch.set_num_threads(threads)
     return data_s, train_flops(model) / flops
 
@@ -544,9 +520,8 @@ def train_flops(model):
 
 
 def loader_is_busy(data_s, model_s, cores, workers):
-    """Would the loader workers be busy all the time? Yes when the model, even on just the cores the
-    workers leave it, would keep them working more than half the time (a model thread sharing a core
-    with a worker costs the model its OpenMP barriers). data_s, model_s: seconds of one core per sample."""
+    """Would the loader workers be busy all the time? Yes when the model, even on just the cores the workers
+    leave it, would keep them working more than half the time. data_s, model_s: seconds of one core per sample."""
     if workers == 0 or cores <= workers:
         return False
     load = (cores - workers) / model_s * data_s / workers  # the fraction of its time each worker works
@@ -554,8 +529,8 @@ def loader_is_busy(data_s, model_s, cores, workers):
 
 
 def default_workers(device, local_world):
-    """DataLoader workers per rank. On CUDA the data pipeline gets the cores of this node, shared by the
-    ranks on it (LOCAL_WORLD_SIZE, not the world size of all nodes); on the CPU one worker makes data."""
+    """DataLoader workers per rank: on CUDA the cores of this node shared by its ranks (LOCAL_WORLD_SIZE, not
+    the world size of all nodes); on the CPU one."""
     return min(8, max(1, lorat.available_cpus() // local_world)) if device != 'cpu' else 1
 
 
@@ -585,7 +560,7 @@ def setup(args):
 
 def resolve_weights(args, local_rank):
     """The backbone this run adapts, as an absolute path (None with --scratch): --weights, else the size's
-    default (lorat.default_backbone), which local rank 0 downloads while the other ranks of its node wait."""
+    default, which local rank 0 downloads while the other ranks of its node wait."""
     if args.scratch:
         return None
     if args.weights and args.weights.startswith(('http://', 'https://')):
@@ -621,8 +596,8 @@ def check(args, world):
 
 
 def refuse_existing_run(run_dir):
-    """A new run never writes into another run's folder (its ckpt.pt, export.pt and log.jsonl would be replaced
-    or mixed): one line that says how to continue that run, or to name this one otherwise."""
+    """A new run never writes into another run's folder: one line that says how to continue that run, or to name
+    this one otherwise."""
     if not any(os.path.exists(os.path.join(run_dir, f)) for f in ('ckpt.pt', 'export.pt', 'log.jsonl')):
         return
     state = 'a run'
@@ -666,9 +641,8 @@ class Run:
 
 
 def start(args):
-    """All that comes before the first step: the ranks, the flags checked, the data opened, the model and its
-    optimizer made and, with --resume, restored. -> the Run, its training and validation pairs (None: no held-out
-    split), and the thread count of the run resumed (None: a new run)"""
+    """All that comes before the first step: ranks, flags checked, data opened, model and optimizer made (and, with
+    --resume, restored). -> the Run, its training and validation pairs, the thread count of the run resumed"""
     ddp, rank, world, local_rank, device = setup(args)
     check(args, world)
     train_sets, weights = open_datasets(args, 'train')  # first: a bad name or root fails before any heavy work
@@ -695,8 +669,8 @@ def start(args):
 
 
 def model_of_run(args, device, local_rank, master):
-    """The model on its device, built on the run's backbone (resolved, and recorded by absolute path and sha256),
-    with the same initial weights on every rank. -> model, mode"""
+    """The model on its device, on the run's backbone (recorded by absolute path and sha256), with the same
+    initial weights on every rank. -> model, mode"""
     args.weights = resolve_weights(args, local_rank)
     local_file = args.weights and not args.weights.startswith(('http://', 'https://'))
     args.weights_sha256 = lorat.file_sha256(args.weights) if master and local_file else None  # recorded in ckpt.pt
@@ -714,8 +688,8 @@ def model_of_run(args, device, local_rank, master):
 
 
 def resume(run):
-    """Where the run starts: step 0 in a new run folder, or the step of --resume's checkpoint with its tensors,
-    optimizer, loss scaler and RNG states, its log cut back to that step. -> the thread count the resumed run had"""
+    """Where the run starts: step 0 in a new run folder, or --resume's checkpoint (tensors, optimizer, loss scaler,
+    RNG states), its log cut back to that step. -> the thread count the resumed run had"""
     args, rngs, threads = run.args, None, None
     if args.resume:
         path, ckpt = load_checkpoint(args.resume, run.raw_model, args)
@@ -750,8 +724,8 @@ def forget_after(log_path, step):
 
 
 def loader(run, train_set, resumed_threads):
-    """This rank's micro-batches from the run's step on (StepSampler), made by the loader's workers; on the CPU first
-    the model's thread count. -> an iterator of micro-batches, the number of workers"""
+    """This rank's micro-batches from the run's step on, made by the loader's workers (on the CPU first the model's
+    thread count is set). -> an iterator of micro-batches, the number of workers"""
     args, device = run.args, run.device
     local_world = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
     workers = args.workers if args.workers is not None else default_workers(device, local_world)
@@ -770,9 +744,8 @@ def loader(run, train_set, resumed_threads):
 
 
 def train_step(run, batches, groups, params):
-    """One optimizer step on this rank's share of the next global batch, in --accum micro-steps: forward, loss,
-    backward, the gradient norms the log keeps, clipping, AdamW. -> (loss, cls, reg, iou) and (total gradient norm,
-    each group's), device tensors; the seconds spent waiting for the loader"""
+    """One optimizer step on this rank's share of the next global batch, in --accum micro-steps. -> (loss, cls,
+    reg, iou) and (total gradient norm, each group's), device tensors; the seconds spent waiting for the loader"""
     args, model = run.args, run.model
     tick = time.perf_counter()
     micro = [next(batches) for _ in range(args.accum)]
@@ -806,8 +779,7 @@ def train_step(run, batches, groups, params):
 
 class Log:
     """log.jsonl, a line per step (rank 0 writes it), and the progress line. A step's numbers stay on the device
-    until a log step reads all the steps since the last one in one copy (`read`): on a GPU a read waits for the
-    queue to drain."""
+    until a log step reads all the steps since the last one in one copy: on a GPU a read waits for the queue."""
 
     def __init__(self, path, groups, master, first_step):
         self.file = open(path, 'a') if master else None
@@ -834,7 +806,7 @@ class Log:
             self.file.flush()
 
     def progress(self, record, total_steps, steps_per_epoch, batch_size):
-        """The progress line at the step of `record`: its numbers, the samples/s since this process started, the ETA."""
+        """The progress line at `record`'s step: its numbers, samples/s since this process started, the ETA."""
         step, elapsed = record['step'], time.time() - self.t0
         sps = (step - self.first) * batch_size / elapsed
         eta = (total_steps - step) * batch_size / sps
@@ -845,8 +817,8 @@ class Log:
 
 
 def report(run, log, val_set, epoch_end):
-    """A log step: the steps since the last one read and logged (at an epoch's end with the held-out IoU, which
-    every rank helps to measure), and the progress line. -> whether a rank asked to stop"""
+    """A log step: the steps since the last one read and logged (at an epoch's end with the held-out IoU), and the
+    progress line. -> whether a rank asked to stop"""
     records, stopping = log.read()
     record, step = records[-1], run.step
     if epoch_end and val_set is not None:
@@ -870,10 +842,9 @@ def checkpoint(run):
 
 
 def fault_for_tests(args, step, log):
-    """The one seam of the exact-resume tests (tests/test_train.py), called between steps (`step`: the steps done).
-    --interrupt-at N presses Ctrl-C as step N starts: the run saves after step N and stops, as for a user's press.
-    --kill-at N sends SIGKILL once step N is logged and checkpointed as usual, its log lines written: they lie past
-    the checkpoint, and the resumed run must forget them."""
+    """The one seam of the exact-resume tests, called between steps (`step`: the steps done). --interrupt-at N
+    presses Ctrl-C as step N starts; --kill-at N sends SIGKILL once step N is logged (and checkpointed as usual),
+    its log lines written: they lie past the checkpoint, and the resumed run must forget them."""
     if args.interrupt_at == step + 1:
         os.kill(os.getpid(), signal.SIGINT)
     if args.kill_at == step:
@@ -892,8 +863,7 @@ def stopped(run, argv):
 
 
 def finish(run, log):
-    """The end of the run: every rank's weights compared, the log's last line, ckpt.pt if this process wrote none,
-    and the merged export."""
+    """The end: every rank's weights compared, the log's last line, ckpt.pt if this process wrote none, the export."""
     # every rank must end with the same weights; a mismatch means a broken gradient sync
     trained = lorat.trainable_state_dict(run.raw_model).values()
     digest = hashlib.sha1(b''.join(v.float().cpu().numpy().tobytes() for v in trained)).hexdigest()
@@ -917,9 +887,8 @@ def finish(run, log):
 
 
 def train(args, argv=None):
-    """A run, top to bottom: start it (or resume it exactly), then optimizer steps until the schedule ends. Each step's
-    numbers reach log.jsonl at the next log step; a checkpoint is written at each epoch's end (and every --ckpt-every
-    steps); a Ctrl-C saves and stops. The end exports. -> run folder, model"""
+    """A run, top to bottom: start it (or resume it exactly), then optimizer steps until the schedule ends, with a
+    checkpoint at each epoch's end (and every --ckpt-every steps); a Ctrl-C saves and stops. -> run folder, model"""
     run, train_set, val_set, threads = start(args)
     batches, workers = loader(run, train_set, threads)
     groups, params = grad_groups(run.raw_model), [p for p in run.raw_model.parameters() if p.requires_grad]
@@ -931,7 +900,7 @@ def train(args, argv=None):
     log = Log(os.path.join(run.run_dir, 'log.jsonl'), groups, run.rank == 0, run.step)
     stop = CtrlC()
     while True:
-        fault_for_tests(args, run.step, log)  # between steps, the last one's end too: the resume tests' one seam
+        fault_for_tests(args, run.step, log)
         if run.step >= run.total_steps:
             break
         lr = get_lr(run.step, run.total_steps, run.warmup_steps, args.lr)
@@ -966,25 +935,9 @@ def train(args, argv=None):
 # The paper's training-efficiency comparison: LoRA vs full fine-tuning, same batch
 
 
-def bench_steps(model, optimizer, ctx, inputs, gt, steps, sync):
-    """Seconds of each of `steps` training steps: forward, loss, backward, AdamW."""
-    times = []
-    for _ in range(steps):
-        sync()  # the kernels still queued are not this step's time
-        t = time.perf_counter()
-        with ctx:
-            score, boxes = model(*inputs)
-        lorat.lorat_loss(score, boxes, gt)[0].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        sync()
-        times.append(time.perf_counter() - t)
-    return times
-
-
 def benchmark_mode(args):
-    """A few training steps of one mode on random inputs; prints one JSON line (run in a fresh process,
-    so that peak RSS is this mode's alone)."""
+    """The median training step of one mode on random inputs, and its peak memory: one JSON line (printed in a
+    fresh process, so that peak RSS is this mode's alone)."""
     device = lorat.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = torch.device(device).type == 'cuda'  # compared by type: 'cuda:0' is CUDA too
     if cuda:
@@ -1001,28 +954,30 @@ def benchmark_mode(args):
     lorat.mark_trainable(model, 'lora' if lora else 'full')
     model.grad_checkpoint = args.grad_checkpoint
     optimizer = torch.optim.AdamW(param_groups(model, 0.1, 1.0), lr=1e-4)
-    cfg, B = model.cfg, args.batch_size
-    z = torch.randn(B, 3, cfg.template_size, cfg.template_size, device=device)
-    x = torch.randn(B, 3, cfg.search_size, cfg.search_size, device=device)
-    z_mask = torch.zeros(B, cfg.template_grid, cfg.template_grid, dtype=torch.long, device=device)
-    gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(B, 1)
+    inputs = lorat.example_inputs(model.cfg, args.batch_size, device)
+    gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(args.batch_size, 1)
     ctx = torch.autocast(torch.device(device).type, dtype=lorat.DTYPES[dtype], enabled=dtype != 'fp32')
-    sync = torch.cuda.synchronize if cuda else (lambda: None)  # CUDA runs behind Python: wait for it
     mode = args.bench_mode + (' + ckpt' if args.grad_checkpoint else '')
+
+    def step():  # forward, loss, backward, AdamW
+        with ctx:
+            score, boxes = model(*inputs)
+        lorat.lorat_loss(score, boxes, gt)[0].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     try:
-        times = bench_steps(model, optimizer, ctx, (z, x, z_mask), gt, 2 + args.bench_steps, sync)  # 2 warm-up
+        seconds = lorat.median_seconds(step, device, warmup=2, iters=args.bench_steps)
     except torch.OutOfMemoryError:  # full fine-tuning of g without checkpointing, on a smaller GPU
         return print(json.dumps(dict(mode=mode, step_ms=None, peak_gb=None, trainable_m=0, device=device, dtype=dtype)))
     peak = torch.cuda.max_memory_allocated(device) if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(json.dumps(dict(mode=mode, step_ms=1e3 * float(np.median(times[2:])), peak_gb=peak / 1e9,
-                          trainable_m=trainable / 1e6, device=device, dtype=dtype)))
+    print(json.dumps(dict(mode=mode, step_ms=1e3 * seconds, peak_gb=peak / 1e9, trainable_m=trainable / 1e6,
+                          device=device, dtype=dtype)))
 
 
 def saved_bytes_per_block(size, tokens, batch=1, lora_rank=64):
-    """Bytes autograd keeps for the backward pass from one LoRA block's training forward under bf16
-    autocast (CPU), each storage once, parameters not counted (they are resident anyway). The frozen
-    weights' bf16 copies, made by autocast and saved by the matmuls, are in it."""
+    """Bytes autograd keeps for the backward pass from one LoRA block's training forward under bf16 autocast (CPU),
+    each storage once; parameters not counted (resident anyway), their bf16 copies made by autocast counted."""
     cfg = lorat.make_config(size)
     block = lorat.Block(cfg.dim, cfg.num_heads, cfg.ffn, cfg.ffn_hidden, cfg.drop_path).train()
     for layer in [m for m in block.modules() if isinstance(m, lorat.Linear)]:
@@ -1045,10 +1000,10 @@ def saved_bytes_per_block(size, tokens, batch=1, lora_rank=64):
 
 
 def memory_estimate(size, res, batch, grad_checkpoint, lora_rank=64):
-    """Peak GPU memory of a LoRA training step (GB), from the saved bytes of one block measured on the CPU at
-    two token counts (a constant part, the weights' bf16 copies, and a part per token): fp32 weights,
-    gradients and AdamW moments of what is trained, and the activations; with checkpointing each block keeps
-    its fp32 input only and one block at a time is recomputed. Workspace and fragmentation not counted."""
+    """Peak GPU memory of a LoRA training step (GB): fp32 weights, gradients and AdamW moments of what is trained, and
+    the activations, from the saved bytes of one block measured on the CPU at two token counts (a constant part and
+    a part per token); with checkpointing each block keeps its fp32 input and one block at a time is recomputed.
+    Workspace and fragmentation not counted."""
     cfg = lorat.make_config(size, res)
     n1, n2 = 64, 128
     b1, b2 = saved_bytes_per_block(size, n1), saved_bytes_per_block(size, n2)
@@ -1066,12 +1021,13 @@ def memory_estimate(size, res, batch, grad_checkpoint, lora_rank=64):
 
 
 def benchmark(args):
+    """LoRA against full fine-tuning (and with --grad-checkpoint, LoRA with it), each mode in a fresh process."""
     res = {}
     modes = [('lora', False), ('full', False)] + ([('lora', True)] if args.grad_checkpoint else [])
     for mode, ckpt in modes:
         cmd = [sys.executable, os.path.abspath(__file__), '--benchmark', '--bench-mode', mode, '--size', args.size,
                '--batch-size', str(args.batch_size), '--bench-steps', str(args.bench_steps),
-               '--lora-rank', str(args.lora_rank or RECIPES['lorat']['lora_rank'])] + ['--grad-checkpoint'] * ckpt
+               '--lora-rank', str(args.lora_rank or lorat.SIZES[args.size].lora_rank)] + ['--grad-checkpoint'] * ckpt
         for flag, value in (('--res', args.res), ('--dtype', args.dtype), ('--device', args.device), ('--threads', args.threads)):
             cmd += [flag, str(value)] if value is not None else []
         # glibc raises its mmap threshold as tensors are freed and then keeps freed memory in the heap, so

@@ -22,8 +22,6 @@ python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version
 
 # the GPU tests (CPU vs CUDA forward, a bf16 LoRA step, the tracker's boxes, --deterministic resume)
 step python -m pytest -q -rs tests/test_gpu.py
-# aten ops of one block forward (CPU autocast: the same op graph a GPU launches)
-step python lorat.py --count-ops --size L
 # the paper's inference-efficiency table: params, MACs, batch-1 fps; then torch.compile with CUDA graphs
 step python evaluate.py efficiency --device cuda --sizes B,L,g --res 224,378
 step python evaluate.py efficiency --device cuda --sizes B,L --res 224 --compile

@@ -1,5 +1,4 @@
 """Tests of lorat.py: LoRA, the DINOv2 backbone, the decoupled embedding, the heads, the losses, loading."""
-import json
 import math
 import os
 import subprocess
@@ -151,11 +150,37 @@ def test_lora_keys_are_the_official_releases():
     assert qkv.state_dict()['k.lora.B'].shape == (48, 8) and qkv.state_dict()['q.lora.A'].shape == (8, 48)
 
 
+VIEW_OPS = ('view', 't', 'transpose', 'permute', 'unbind', 'detach', '_unsafe_view', 'as_strided', 'expand', 'slice',
+            'split', 'unsqueeze', 'squeeze', 'alias')
+
+
+def count_block_ops(size, lora_rank, tokens=80):
+    """aten ops of one block's training forward under CPU bf16 autocast: (all, kernels), kernels being the ops
+    that are not views (a view moves no memory and launches nothing on a GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    model = lorat.build_model(size, lora_rank=lora_rank).train()
+    x = torch.randn(1, tokens, model.cfg.dim)
+    with torch.autocast('cpu', dtype=torch.bfloat16), Count() as counter:
+        model.blocks[-1](x)  # the last block: the largest drop path
+    return len(counter.ops), sum(op not in VIEW_OPS for op in counter.ops)
+
+
 def test_a_lora_block_costs_few_ops_more_than_a_merged_one():
-    """Under bf16 autocast the textbook LoRA block ran 115 aten ops (61 not views) against 40 (22) merged:
-    x cast per adapter, a scale multiply per adapter, q/k/v concatenated then added."""
-    total, kernels = lorat.count_block_ops('T', lora_rank=16)
-    merged_total, merged_kernels = lorat.count_block_ops('T', lora_rank=0)
+    """What LoRA adds over a merged block is what a GPU pays for in launches and memory traffic. The textbook
+    LoRA block ran 115 aten ops (61 not views) against 40 (22) merged: x cast per adapter, a scale multiply
+    per adapter, q/k/v concatenated then added."""
+    total, kernels = count_block_ops('T', lora_rank=16)
+    merged_total, merged_kernels = count_block_ops('T', lora_rank=0)
     assert merged_kernels == 22
     assert kernels - merged_kernels <= 18 and total <= 72, (total, kernels)
 
@@ -456,8 +481,7 @@ def test_iou_and_giou_hand_values_and_degenerate_boxes():
     inverted = torch.tensor([2.0, 2.0, 1.0, 1.0])
     for bad in (empty, inverted):
         assert torch.isfinite(lorat.box_iou(bad, a)) and torch.isfinite(lorat.box_giou(bad, bad))
-    xywh = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    torch.testing.assert_close(lorat.box_xyxy_to_xywh(lorat.box_xywh_to_xyxy(xywh)), xywh)
+    torch.testing.assert_close(lorat.box_xywh_to_xyxy(torch.tensor([1.0, 2.0, 3.0, 4.0])), torch.tensor([1.0, 2.0, 4.0, 6.0]))
 
 
 def test_positive_cells_are_the_cells_the_box_overlaps():
@@ -501,20 +525,13 @@ def test_iou_target_is_detached():
 
 # ----------------------------------------------------------------------------- the model card
 
-def test_model_card_json_matches_the_paper_within_two_percent():
-    out = subprocess.run([sys.executable, 'lorat.py', '--all', '--json'], cwd=ROOT, capture_output=True, text=True, check=True)
-    cards = {(c['size'], c['res']): c for c in json.loads(out.stdout)}
-    assert set(cards) == set(lorat.PAPER)
+def test_model_card_matches_the_paper_within_two_percent():
+    cards = {key: lorat.model_card(*key) for key in lorat.PAPER}
     for key, (params, macs, _) in lorat.PAPER.items():
         assert cards[key]['params_total_M'] == pytest.approx(params, rel=0.02), key
         assert cards[key]['macs_G'] == pytest.approx(macs, rel=0.02), key
     assert cards[('B', 224)]['params_lora_M'] == pytest.approx(11, rel=0.05)
     assert cards[('L', 224)]['params_head_M'] == pytest.approx(4.2, rel=0.02)
-
-
-def test_cli_rejects_unknown_resolution():
-    out = subprocess.run([sys.executable, 'lorat.py', '--size', 'B', '--res', '300'], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode != 0 and 'unknown resolution 300' in out.stderr and 'Traceback' not in out.stderr
 
 
 # -----------------------------------------------------------------------------
@@ -614,7 +631,7 @@ def test_devices_are_checked_in_one_line_and_torchrun_ranks_get_their_own_gpu(mo
         lorat.resolve_device('cuda:5')
 
 
-# ----------------------------------------------------------------------------- issue 22: bad inputs, one mechanism each
+# ----------------------------------------------------------------------------- bad inputs, one mechanism each
 
 def tiny_export(path, seed=0):
     torch.manual_seed(seed)
@@ -627,7 +644,7 @@ def tiny_export(path, seed=0):
     (lorat.positive_int, '3', 3), (lorat.nonneg_int, '0', 0), (lorat.positive_float, '0.5', 0.5),
     (lorat.nonneg_float, '0', 0.0), (lorat.unit_float, '1', 1.0), (lorat.resolution, '224', 224),
     (lorat.box_xywh, '-20,5,40,40', [-20.0, 5.0, 40.0, 40.0]), (lorat.sampling_weights, '3,0', [3.0, 0.0]),
-    (lorat.frame_size(4096), '640x360', (640, 360)), (lorat.csv_of(lorat.nonneg_int, 'counts'), '0,1,2', [0, 1, 2]),
+    (lorat.csv_of(lorat.nonneg_int, 'counts'), '0,1,2', [0, 1, 2]),
 ])
 def test_checked_argument_types_accept_good_values(kind, text, value):
     assert kind(text) == value
@@ -636,10 +653,10 @@ def test_checked_argument_types_accept_good_values(kind, text, value):
 @pytest.mark.parametrize('kind, text', [
     (lorat.positive_int, '0'), (lorat.positive_int, '-4'), (lorat.positive_int, '1.5'), (lorat.nonneg_int, '-1'),
     (lorat.positive_float, 'nan'), (lorat.positive_float, 'inf'), (lorat.positive_float, '-5'), (lorat.nonneg_float, '-1e-9'),
-    (lorat.finite_float, '1e999'), (lorat.unit_float, '0'), (lorat.resolution, '300'), (lorat.seed_int, '-3'),
+    (lorat.unit_float, '0'), (lorat.resolution, '300'), (lorat.seed_int, '-3'),
     (lorat.box_xywh, '1e308,1,2,2'), (lorat.box_xywh, '1,2,3'), (lorat.box_xywh, '1,1,0,5'), (lorat.box_xywh, 'nan,1,2,2'),
     (lorat.sampling_weights, '3,-1'), (lorat.sampling_weights, '0,0'), (lorat.sampling_weights, 'nan,1'),
-    (lorat.sampling_weights, 'inf,1'), (lorat.frame_size(4096), '100000x100000'), (lorat.frame_size(4096), '640by360'),
+    (lorat.sampling_weights, 'inf,1'),
 ])
 def test_checked_argument_types_refuse_bad_values_in_one_line(kind, text):
     parser = lorat.Parser(prog='x')

@@ -39,7 +39,7 @@ def test_photo_split_is_disjoint_and_every_photo_documented():
     assert synthetic.open_synthetic('test')[0].photo_names <= held_out  # the demo clip
 
 
-def test_benchmark_clips_start_with_their_target_in_view():
+def test_held_out_clips_start_with_their_target_in_view():
     """The held-out clips give the tracker frame 0's box: frame 0 shows the target (>= 90 % of its mask)."""
     seeds = synthetic.open_synthetic('test', num=10, length=40).seeds
     first = synthetic.SYNTHETIC_SPLITS['test'][0]

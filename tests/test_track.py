@@ -417,7 +417,7 @@ def test_image_folders_of_mixed_sizes_are_refused_and_16_bit_pngs_are_read_right
     mixed.mkdir()
     Image.fromarray(world['clip'].frame(0)).save(mixed / '0001.jpg')
     Image.fromarray(world['clip'].frame(1)).resize((80, 60)).save(mixed / '0002.jpg')
-    with pytest.raises(SystemExit, match=r'mixes frame sizes \(0001.jpg is 160x120, 0002.jpg is 80x60\)'):
+    with pytest.raises(ValueError, match=r'mixes frame sizes \(0001.jpg is 160x120, 0002.jpg is 80x60\)'):
         track.Frames(str(mixed))
     deep = tmp_path / 'png16'
     deep.mkdir()

@@ -170,7 +170,7 @@ def test_without_weights_a_size_takes_dinov2_from_the_hub_cache(tmp_path, monkey
                              '--val-samples', '0', '--out', str(tmp_path), '--name', 's'])
     c = ckpt(tmp_path, 's')
     assert c['weights'] == str(cached) and c['weights_sha256'] == lorat.file_sha256(cached)
-    assert c['config']['lora_rank'] == train.RECIPES['lorat']['lora_rank']
+    assert c['config']['lora_rank'] == lorat.SIZES['S'].lora_rank
     assert c['model'] and all('.lora.' in k or k.startswith(('head.', 'token_type_embed')) for k in c['model'])
     assert lorat.load_model(os.path.join(run_dir, 'export.pt')).cfg.size == 'S'
 
@@ -416,7 +416,7 @@ def test_the_loader_counts_as_busy_only_when_the_model_would_outrun_it():
     assert train.default_threads(1, busy_loader=False) == lorat.available_cpus()
 
 
-# ----------------------------------------------------------------------------- issue 22: bad inputs
+# ----------------------------------------------------------------------------- bad inputs
 
 @pytest.mark.parametrize('flag, value', [
     ('--lora-rank', '-4'), ('--batch-size', '0'), ('--accum', '0'), ('--threads', '-1'), ('--val-samples', '-5'),

@@ -201,16 +201,16 @@ plt.show()
 #
 # `python evaluate.py run` tracks every clip one pass from its first box (`evaluate.track_sequence`,
 # the same `Tracker`), writes pytracking-format results and scores them with pytracking's rules
-# (`metrics.sequence_curves`): **success** = fraction of frames whose IoU exceeds each threshold
+# (`evaluate.sequence_curves`): **success** = fraction of frames whose IoU exceeds each threshold
 # 0, 0.05, …, 1 (AUC = its mean), **precision** = fraction whose center error is ≤ each pixel
 # threshold (read at 20 px); frames where the target is absent count as failures.
 
 # %%
-import metrics  # noqa: E402
+import evaluate  # noqa: E402
 from IPython.display import Image, display  # noqa: E402
 
-where(metrics.sequence_curves, show=False)
-where(metrics.curve_scores, show=False)
+where(evaluate.sequence_curves, show=False)
+where(evaluate.curve_scores, show=False)
 where(evaluate_synthetic, show=False)  # nbhelp.py: evaluate.py run in a fresh process, its report read back
 results = RUNS / 'notebook04' / 'results' / f"LoRAT-{cfg.size}{cfg.res}"
 t0 = time.time()
@@ -241,7 +241,7 @@ if VIDEO:
     annotated = RUNS / 'notebook04' / (Path(VIDEO).stem + '_lorat.mp4')
     annotated.parent.mkdir(parents=True, exist_ok=True)
     user_boxes, user_scores, seconds = track.track(tracker, track.Frames(VIDEO), str(annotated),
-                                                   init=track.parse_box(INIT), progress=False)
+                                                   init=lorat.box_xywh(INIT), progress=False)
     print(f"{len(user_boxes)} frames, {len(user_boxes) / seconds:.1f} fps end to end; annotated video: {rel(annotated)}")
     checks['video_frames'] = len(user_boxes)
     picks = set(np.linspace(0, len(user_boxes) - 1, 4).round().astype(int))
