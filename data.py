@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lorat import template_fg_mask, write_atomic
+from common import write_atomic
+from lorat import template_fg_mask
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -744,7 +745,7 @@ class TrainingPairs(torch.utils.data.Dataset):
 def pipeline_speed(datasets, weights, template_size, search_size, search_factor, samples=640, workers=0, batch=32):
     """Samples/s of the whole training pipeline (sample, decode, crop, augment, normalize): `samples`
     TrainingPairs through a DataLoader of `workers` processes, after two batches of warm-up; what
-    `python evaluate.py efficiency` reports. A rate over all of them, not lorat.median_seconds per batch:
+    `python evaluate.py efficiency` reports. A rate over all of them, not common.median_seconds per batch:
     loader workers hand batches over in bursts."""
     pairs = TrainingPairs(datasets, weights, template_size=template_size, search_size=search_size,
                           search_factor=search_factor, samples_per_epoch=samples + 2 * batch, seed=0)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import common
 import data
 import lorat
 import synthetic
@@ -339,7 +340,7 @@ def plot_curves(path, x, curves, labels, xlabel, ylabel, title):
     ax.grid(True, alpha=0.4)
     ax.legend(loc='lower left' if 'Success' in title else 'lower right', fontsize=9)
     fig.tight_layout()
-    lorat.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))
+    common.write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format='png'))
     plt.close(fig)
 
 
@@ -461,7 +462,7 @@ def pack(dataset, results, names):
         with zipfile.ZipFile(tmp, 'w', zipfile.ZIP_DEFLATED) as z:
             for arcname, text in files.items():
                 z.writestr(arcname, text)
-    lorat.write_atomic(out, write)
+    common.write_atomic(out, write)
     return out
 
 
@@ -507,9 +508,9 @@ SAME_MODEL = ('weights_sha256', 'backbone_sha256', 'res', 'dtype')
 
 def model_record(weights, backbone=None, res=None, dtype=None):
     """What makes results: the weights (and backbone) by absolute path and sha256, the resolution, the dtype."""
-    record = {'weights': str(Path(weights).resolve()), 'weights_sha256': lorat.file_sha256(weights)}
+    record = {'weights': str(Path(weights).resolve()), 'weights_sha256': common.file_sha256(weights)}
     if backbone:
-        record.update(backbone=str(Path(backbone).resolve()), backbone_sha256=lorat.file_sha256(backbone))
+        record.update(backbone=str(Path(backbone).resolve()), backbone_sha256=common.file_sha256(backbone))
     return {**record, 'res': res, 'dtype': dtype}
 
 
@@ -548,7 +549,7 @@ def claim_result_folder(out, record, retrack=False, names=None):
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OSError(f"cannot make the result folder {out}: {lorat.write_error(e, out / 'x')}") from None
+        raise OSError(f"cannot make the result folder {out}: {common.write_error(e, out / 'x')}") from None
     data.write_text_atomic(out / MODEL_RECORD, json.dumps(record, indent=1) + '\n')
 
 
@@ -601,7 +602,7 @@ def track_all(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',)):
     queue = ctx.Queue()
     for k in range(workers):
         queue.put(devices[k % len(devices)])
-    threads = max(1, lorat.available_cpus() // workers)  # the job's CPU affinity, not the machine's cores
+    threads = max(1, common.available_cpus() // workers)  # the job's CPU affinity, not the machine's cores
     with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=worker_init,
                                 initargs=(dict(spec, threads=threads), make_tracker, queue)) as pool:
         futures = [pool.submit(worker_track, s.name, str(out)) for s in todo]
@@ -614,7 +615,7 @@ def available_devices(device):
     """'cuda' -> every visible GPU (workers take them round-robin); else the one device, checked (one line)."""
     if device == 'cuda' and torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return [lorat.resolve_device(device)]
+    return [common.resolve_device(device)]
 
 
 # -----------------------------------------------------------------------------
@@ -638,7 +639,7 @@ def compiled_max_diff(model, compiled, inputs):
 def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
     """Forward passes per second (median of `iters`), batch 1, LoRA merged, in the device's best dtype (train.py's
     default); 'OOM' when it does not fit. compile: torch.compile'd, -> (fps, largest difference to eager)."""
-    dtype = lorat.DTYPES[lorat.default_dtype(device, training=True)]
+    dtype = common.DTYPES[common.default_dtype(device, training=True)]
     model = None
     try:
         with torch.device(device):  # initialized where it runs: a ViT-g drawn on the CPU takes minutes
@@ -649,7 +650,7 @@ def measure_fps(size, res, device, warmup=10, iters=50, compile=False):
             forward = compile_for_inference(model, device)
             diff = compiled_max_diff(model, forward, inputs)  # the first call compiles
         with torch.inference_mode():
-            fps = 1.0 / lorat.median_seconds(lambda: forward(*inputs), device, warmup, iters)
+            fps = 1.0 / common.median_seconds(lambda: forward(*inputs), device, warmup, iters)
         return (fps, diff) if compile else fps
     except (torch.OutOfMemoryError, MemoryError):
         return 'OOM'
@@ -677,7 +678,7 @@ def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, 
                 if compile:
                     fast = measure_fps(size, res, device, warmup, iters, compile=True)
                     row['fps_compiled'], row['compiled_max_diff'] = fast if isinstance(fast, tuple) else (fast, None)
-                row['dtype'] = lorat.default_dtype(device, training=True)
+                row['dtype'] = common.default_dtype(device, training=True)
                 row['device'] = torch.cuda.get_device_name(device) if str(device).startswith('cuda') else 'cpu'
             rows.append(row)
     return rows
@@ -714,7 +715,7 @@ def tracking_speed(device='cpu', frames=20, models=TRACKING_MODELS):
         video = os.path.join(tmp, 'clip.mp4')
         data.write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
         for size, res, dtype in models:
-            tracker = track.Tracker(lorat.build_model(size, res, lora_rank=0), device, lorat.DTYPES[dtype])
+            tracker = track.Tracker(lorat.build_model(size, res, lora_rank=0), device, common.DTYPES[dtype])
             tracker.init(clip.frame(0), clip.boxes[0])
             tracker.update(clip.frame(1))  # warm-up: kernel selection, allocator
             spent = time_forward(tracker.model, device)
@@ -786,7 +787,7 @@ def speed_test(args):
     device = available_devices(args.device)[0]
     gpu = device.startswith('cuda')
     if gpu:
-        torch.cuda.set_device(device)  # the GPU lorat.default_dtype asks about
+        torch.cuda.set_device(device)  # the GPU common.default_dtype asks about
     warmup, iters = (10, 50) if gpu else (2, 5)  # untimed, then timed passes of the model table
     measure = {'model': lambda: efficiency(args.sizes, args.res, device, not args.no_fps, warmup, iters, args.compile),
                'tracking': lambda: tracking_speed(device, args.frames), 'data': lambda: data_speed(args.samples)}
@@ -811,15 +812,15 @@ def add_dataset_args(p):
     p.add_argument('--root', '--data-root', dest='root', help="the dataset's folder (or a data root holding it; else $LORAT_DATA)")
     p.add_argument('--split', help="the split to evaluate (default lasot: test, trackingnet: test, synthetic: test; "
                    "'all': every sequence under --root)")
-    p.add_argument('--num', type=lorat.positive_int, help="synthetic: number of sequences")
-    p.add_argument('--length', type=lorat.positive_int, help="synthetic: frames per sequence")
-    p.add_argument('--limit', type=lorat.positive_int, help="only the first N sequences (a quick look)")
+    p.add_argument('--num', type=common.positive_int, help="synthetic: number of sequences")
+    p.add_argument('--length', type=common.positive_int, help="synthetic: frames per sequence")
+    p.add_argument('--limit', type=common.positive_int, help="only the first N sequences (a quick look)")
     p.add_argument('--partial', action='store_true', help="a dataset only partly present: use the sequences there "
                                                          "(default: refuse it; it says how many of how many)")
 
 
 def parse_args(argv=None):
-    parser = lorat.Parser(description=__doc__.split('\n\n')[0].strip())
+    parser = common.Parser(description=__doc__.split('\n\n')[0].strip())
     sub = parser.add_subparsers(dest='command', required=True)
 
     p = sub.add_parser('run', help="track every sequence, then score (or pack the server file)")
@@ -830,9 +831,9 @@ def parse_args(argv=None):
     p.add_argument('--out', help="result folder (default results/<weights name>-<its sha256[:8]>_<dataset>); "
                                  "it records the model, and refuses another's")
     p.add_argument('--retrack', action='store_true', help="--out holds another model's results: delete them and track again")
-    p.add_argument('--workers', type=lorat.positive_int, default=1, help="tracking processes (GPUs round-robin)")
+    p.add_argument('--workers', type=common.positive_int, default=1, help="tracking processes (GPUs round-robin)")
     p.add_argument('--device', default='cpu', help="cpu, cuda (every GPU) or cuda:N")
-    p.add_argument('--dtype', choices=lorat.DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights, or plain fp32. "
+    p.add_argument('--dtype', choices=common.DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights, or plain fp32. "
                    "Default: fp16 on a GPU (the authors' evaluation), fp32 on a CPU")
     p.add_argument('--report', help="report folder (default <out>/report)")
 
@@ -848,22 +849,22 @@ def parse_args(argv=None):
 
     p = sub.add_parser('efficiency', help="the speed test: the paper's inference-efficiency table, tracking fps end to "
                                           "end, the training data pipeline's samples/s")
-    p.add_argument('--parts', type=lorat.csv_of(speed_part, f"parts of {','.join(SPEED_PARTS)}, comma-separated"),
+    p.add_argument('--parts', type=common.csv_of(speed_part, f"parts of {','.join(SPEED_PARTS)}, comma-separated"),
                    default=list(SPEED_PARTS), help=f"what to measure (default all: {','.join(SPEED_PARTS)})")
-    p.add_argument('--sizes', type=lorat.csv_of(lorat.size_name, 'model sizes, comma-separated'), default=['B', 'L', 'g'],
+    p.add_argument('--sizes', type=common.csv_of(lorat.size_name, 'model sizes, comma-separated'), default=['B', 'L', 'g'],
                    help="model table: sizes (default B,L,g)")
-    p.add_argument('--res', type=lorat.csv_of(lorat.resolution, 'resolutions, comma-separated'), default=[224, 378],
+    p.add_argument('--res', type=common.csv_of(lorat.resolution, 'resolutions, comma-separated'), default=[224, 378],
                    help="model table: resolutions (default 224,378)")
     p.add_argument('--device', default='cpu', help="cpu, cuda or cuda:N (the data pipeline runs on the CPU)")
     p.add_argument('--no-fps', action='store_true', help="the model table's params and MACs only (no timing at all)")
     p.add_argument('--compile', action='store_true', help="also time torch.compile'd inference (CUDA graphs on a "
                    "GPU) and print its largest difference to eager")
-    p.add_argument('--frames', type=lorat.positive_int, default=20, help="tracking: frames of the 640x360 clip (default 20)")
-    p.add_argument('--samples', type=lorat.positive_int, default=640, help="data pipeline: pairs per measurement (default 640)")
+    p.add_argument('--frames', type=common.positive_int, default=20, help="tracking: frames of the 640x360 clip (default 20)")
+    p.add_argument('--samples', type=common.positive_int, default=640, help="data pipeline: pairs per measurement (default 640)")
     return parser.parse_args(argv)
 
 
-@lorat.main_errors()  # a file that cannot be read or written, a bad annotation: one line
+@common.main_errors()  # a file that cannot be read or written, a bad annotation: one line
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -900,7 +901,7 @@ def command(args):
     for seq in seqs:  # the boxes against the frames, before hours of tracking: one line naming the sequence
         seq.check(first_box=True)
     devices = available_devices(args.device)
-    dtype = args.dtype or lorat.default_dtype(devices[0], training=False)
+    dtype = args.dtype or common.default_dtype(devices[0], training=False)
     record = model_record(args.weights, args.backbone, args.res, dtype)
     out = Path(args.out) if args.out else default_result_folder(record, args.dataset)
     claim_result_folder(out, record, args.retrack, [s.name for s in seqs])

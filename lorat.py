@@ -9,8 +9,6 @@ LoRAT, the tracker of "Tracking Meets LoRA: Faster Training, Larger Model, Stron
 5. Labels and losses: IoU-aware BCE + GIoU on the cells the target covers.
 6. Weight loading (DINOv2, our checkpoints, the official LoRAT releases) and the model card.
 
-Then what the five scripts share: safe file writing, devices, timing, and command-line values.
-
 Parameter names equal the checkpoint keys: DINOv2's for the frozen weights (`blocks.0.attn.qkv.weight`),
 the official LoRAT release's for what is trained (`blocks.0.attn.qkv.q.lora.A`, `token_type_embed`,
 `head.cls_mlp.layers.0.weight`), so loading is a key-by-key copy.
@@ -19,15 +17,9 @@ the official LoRAT release's for what is trained (`blocks.0.attn.qkv.q.lora.A`, 
 """
 import argparse
 import contextlib
-import errno
-import hashlib
 import math
 import os
-import signal
-import statistics
 import sys
-import threading
-import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+import common
 
 # -----------------------------------------------------------------------------
 # Model sizes and resolutions
@@ -132,6 +126,20 @@ def make_config(size='T', res=None, **overrides):
         if value not in allowed:
             raise ValueError(f"unknown {name} {value!r}: choose one of {', '.join(allowed)}")
     return cfg
+
+
+def resolution(text):
+    """--res: one of RESOLUTIONS. A command-line type like common's, kept here beside the table it reads (as is --size)."""
+    try:
+        return make_config('T', int(text)).res
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown resolution {text}: choose one of {', '.join(map(str, RESOLUTIONS))}") from None
+
+
+def size_name(text):
+    if text not in SIZES:
+        raise argparse.ArgumentTypeError(f"unknown model size {text!r}: choose one of {', '.join(SIZES)}")
+    return text
 
 # -----------------------------------------------------------------------------
 # 1. LoRA
@@ -830,7 +838,7 @@ def load_model(path, backbone=None, device='cpu', res=None, flag='--weights'):
         if local and not os.path.isfile(weights):
             raise FileNotFoundError(f"{path} holds only LoRA weights and its backbone {weights} is not there: "
                                     f"pass --backbone FILE" + (f" (the file with sha256 {expected[:16]}...)" if expected else ''))
-        found = cached_sha256(weights) if local and expected else expected
+        found = common.cached_sha256(weights) if local and expected else expected
         if found != expected:
             raise ValueError(f"{weights} is not the backbone {path} was trained on (sha256 "
                              f"{found[:16]}... vs {expected[:16]}...): pass that one with --backbone")
@@ -845,7 +853,7 @@ def load_model(path, backbone=None, device='cpu', res=None, flag='--weights'):
 
 def check_shipped_hash(path):
     """The shipped T backbone is the file README.md's sha256 names (T_BACKBONE_SHA256); else one line."""
-    found = cached_sha256(path)
+    found = common.cached_sha256(path)
     if found != T_BACKBONE_SHA256:
         raise ValueError(f"{path} is not the shipped T backbone (sha256 {found[:16]}..., expected "
                          f"{T_BACKBONE_SHA256[:16]}...): it was changed or damaged; restore it with "
@@ -903,8 +911,8 @@ def export_backbone(weights, out):
     sd['pos_embed'] = torch.cat([torch.zeros(1, 1, C), sd['pos_embed']], dim=1)  # (1, 1 + n*n, C)
     sd['cls_token'], sd['mask_token'] = torch.zeros(1, 1, C), torch.zeros(1, C)
     sd = {k: v.float().contiguous() for k, v in sorted(sd.items())}
-    write_atomic(out, lambda tmp: torch.save(sd, tmp))
-    return out, file_sha256(out)
+    common.write_atomic(out, lambda tmp: torch.save(sd, tmp))
+    return out, common.file_sha256(out)
 
 # -----------------------------------------------------------------------------
 # The model card: params and MACs (the paper's inference-efficiency table; `python evaluate.py efficiency`)
@@ -953,269 +961,14 @@ def model_card(size, res=None, **overrides):
 PAPER = {('B', 224): (99, 30, 209), ('B', 378): (99, 97, 151), ('L', 224): (336, 103, 119),
          ('L', 378): (336, 325, 63), ('g', 224): (1216, 378, 50), ('g', 378): (1216, 1161, 20)}
 
-# -----------------------------------------------------------------------------
-# What the scripts share: files written whole, hashes, cores, devices, precision, timing
-
-
-def write_atomic(path, write):
-    """Write a file through `write(tmp_path)` then rename: a reader never sees half a file, and a kill
-    mid-write leaves the previous file intact. Every file the scripts write whole goes through here.
-
-    The .tmp is removed on any failure (an exception, Ctrl-C, SIGTERM: turned into SystemExit(143) while
-    writing, where nothing else handles it). A file that cannot be written is an OSError of one line."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
-    tmp = path.with_name(path.name + '.tmp')
-    previous = None
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-        previous = signal.signal(signal.SIGTERM, _sigterm_exit)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        reason = write_error(e, path)
-        if reason:
-            raise OSError(f"cannot write {path}: {reason}") from None
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def check_writable(path, flag, folder=False):
-    """Before the work: `flag path` can be written (a file, or with `folder` a folder, made if need be) under
-    a folder that is one and writable; else an OSError of one line."""
-    path = Path(path)
-    if path.is_dir() and not folder:
-        raise IsADirectoryError(f"{flag} {path} is a folder: give a file name")
-    if folder and path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{flag} {path} is a file, not a folder: give a folder")
-    parent = path if folder else path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise NotADirectoryError(f"{flag} {path}: {parent} is a file, not a folder: give a path inside a folder")
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"{flag} {path}: the folder {parent} is read-only: write to another folder")
-    return str(path)
-
-
-def _sigterm_exit(signum, frame):
-    raise SystemExit(128 + signum)
-
-
-def write_error(e, path):
-    """An OS error while writing `path` -> '<what went wrong> — <fix>'; None for any other exception."""
-    if isinstance(e, RuntimeError) and ('inline_container' in str(e) or 'file write failed' in str(e)):
-        return "the write failed (is the disk full?) — free some space, or write elsewhere"
-    if not isinstance(e, OSError):
-        return None
-    code = e.errno
-    if code == errno.ENOSPC or code == errno.EDQUOT:
-        return "the disk is full — free some space, or write elsewhere"
-    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"permission denied (the folder {path.parent} is read-only) — write to another folder"
-    if code == errno.ENOTDIR or (code == errno.EEXIST and e.filename and not os.path.isdir(e.filename)):
-        return f"a part of the path is a file, not a folder ({e.filename}) — give a path inside a folder"
-    if code == errno.EISDIR:
-        return "it is a folder — give a file name"
-    if code == errno.ENAMETOOLONG:
-        return "the name is too long — give a shorter one"
-    return f"{e.strerror or e} — check the path"
-
-
-def file_sha256(path):
-    """The sha256 of a file, read in 16 MiB pieces: what a checkpoint and a result folder record."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 24), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-_SHA_CACHE = {}  # (real path, mtime_ns, size) -> sha256: a file is hashed once per change
-
-
-def cached_sha256(path):
-    st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
-
-
-def available_cpus():
-    """The cores this process may run on: its CPU affinity (a cluster job's share), not the machine's count."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-
-
-def resolve_device(device, local_rank=None):
-    """'cpu', 'cuda' or 'cuda:N' checked against what is visible -> a torch device string, else a ValueError of
-    one line. Under torchrun (`local_rank` given) 'cuda' is the rank's own GPU, cuda:LOCAL_RANK."""
-    device = str(device)
-    try:
-        kind = torch.device(device).type
-    except RuntimeError:
-        raise ValueError(f"--device {device}: not a device: use cpu, cuda or cuda:N") from None
-    if kind not in ('cpu', 'cuda'):
-        raise ValueError(f"--device {device}: this program runs on cpu or cuda (cuda:N)")
-    if kind == 'cpu':
-        return 'cpu'
-    if not torch.cuda.is_available():
-        raise ValueError(f"--device {device}, but no CUDA GPU is visible: use --device cpu")
-    count, index = torch.cuda.device_count(), torch.device(device).index
-    if local_rank is not None:
-        if index is not None:
-            raise ValueError(f"--device {device} under torchrun: each rank takes the GPU of its LOCAL_RANK; "
-                             f"pass --device cuda (choose GPUs with CUDA_VISIBLE_DEVICES)")
-        index = local_rank
-    index = 0 if index is None else index
-    if index >= count:
-        raise ValueError(f"--device cuda:{index}, but only {count} CUDA GPU(s) are visible"
-                         + (" (torchrun started more ranks per node than there are GPUs)" if local_rank is not None else ""))
-    return f'cuda:{index}'
-
-
-def median_seconds(fn, device='cpu', warmup=10, iters=50):
-    """The median seconds of `fn()` over `iters` timed calls, after `warmup` untimed ones. On a GPU each call
-    is synchronized before and after: kernels run asynchronously, and the clock would stop at their launch."""
-    sync = torch.cuda.synchronize if str(device).startswith('cuda') else (lambda: None)
-    times = []
-    for k in range(warmup + iters):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        if k >= warmup:
-            times.append(time.perf_counter() - start)
-    return float(statistics.median(times))
-
-
-DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # --dtype: the autocast precision
-
-
-def default_dtype(device, training):
-    """--dtype when not given: fp32 on the CPU (bf16 measured slower there). On a GPU, training: bf16 where it is
-    in hardware (emulated bf16, a V100's or T4's, does not count), else fp16 with loss scaling; inference: fp16
-    autocast over fp32 weights, the authors' evaluation. Training asks the current GPU: call it after set_device."""
-    if torch.device(device).type != 'cuda':
-        return 'fp32'
-    if not training:
-        return 'fp16'
-    return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
-
-# -----------------------------------------------------------------------------
-# Command-line values, checked at parse time: every numeric flag of the scripts has one of these types, so a
-# bad value is one line naming the flag, before any work (argparse adds "argument --flag: ").
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, but an error is one line `error: argument --x: ...` (no usage block), like every other error."""
-
-    def error(self, message):
-        raise SystemExit(f"error: {message}")
-
-
-@contextlib.contextmanager
-def main_errors():
-    """Each script's `main` runs under this: a ValueError (a wrong value or file) or an OSError (a file missing,
-    unreadable, unwritable) from the library ends the program with the one line `error: <message>` and status 1,
-    no traceback. The library itself never exits."""
-    try:
-        yield
-    except (ValueError, OSError) as e:
-        raise SystemExit(f"error: {e}") from None
-
-
-def _checked(convert, ok, want):
-    def check(text):
-        try:
-            value = convert(text)
-        except (TypeError, ValueError, OverflowError):
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not {want}")
-        return value
-    check.__name__ = want  # argparse names the type in some messages
-    return check
-
-
-def _float(text):
-    value = float(text)
-    return value if math.isfinite(value) else None
-
-
-def _int(text):
-    value = int(text)
-    return value if abs(value) < 2 ** 62 else None
-
-
-positive_int = _checked(_int, lambda v: v > 0, "a positive integer (1, 2, ...)")
-nonneg_int = _checked(_int, lambda v: v >= 0, "an integer >= 0")
-seed_int = _checked(_int, lambda v: 0 <= v < 2 ** 32, "a seed: an integer in 0 .. 2^32-1")
-positive_float = _checked(_float, lambda v: v > 0, "a finite number > 0")
-nonneg_float = _checked(_float, lambda v: v >= 0, "a finite number >= 0")
-unit_float = _checked(_float, lambda v: 0 < v <= 1, "a number in (0, 1]")
-
-
-def resolution(text):
-    try:
-        return make_config('T', int(text)).res
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"unknown resolution {text}: choose one of {', '.join(map(str, RESOLUTIONS))}") from None
-
-
-def size_name(text):
-    if text not in SIZES:
-        raise argparse.ArgumentTypeError(f"unknown model size {text!r}: choose one of {', '.join(SIZES)}")
-    return text
-
-
-def csv_of(item, want):
-    """Comma-separated values, each checked by `item` (e.g. --workers 0,1,2)."""
-    def check(text):
-        try:
-            return [item(v.strip()) for v in str(text).split(',')]
-        except argparse.ArgumentTypeError as e:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {want} ({e})") from None
-    return check
-
-
-def sampling_weights(text):
-    """--data-weights: finite numbers >= 0, comma-separated, at least one > 0."""
-    values = csv_of(nonneg_float, "comma-separated weights >= 0 (e.g. 3,1)")(text)
-    if not any(v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: every weight is 0, so nothing would be sampled: give one > 0")
-    return values
-
-
-MAX_BOX = 1e6  # px: no frame is larger; beyond it a box's arithmetic overflows
-
-
-def box_xywh(text):
-    """x,y,w,h in pixels: four finite numbers, w and h > 0, within +-1e6 px."""
-    try:
-        box = [float(v) for v in str(text).split(',')]
-    except ValueError:
-        box = []
-    if len(box) != 4 or not all(math.isfinite(v) and abs(v) <= MAX_BOX for v in box):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a box: give four numbers x,y,w,h in pixels (e.g. 120,80,60,40)")
-    if box[2] <= 0 or box[3] <= 0:
-        raise argparse.ArgumentTypeError(f"{text} has zero or negative size: w and h must be > 0")
-    return box
-
 
 def main():
-    parser = Parser(description="Write a tracker's backbone as a DINOv2-layout checkpoint and print its sha256.")
+    parser = common.Parser(description="Write a tracker's backbone as a DINOv2-layout checkpoint and print its sha256.")
     parser.add_argument('--export-backbone', nargs=2, metavar=('WEIGHTS', 'OUT'), required=True,
                         help="the tracker (export.pt or ckpt.pt) and the file to write (how "
                              "weights/lorat-T-backbone.pth is made)")
     args = parser.parse_args()
-    with main_errors():
+    with common.main_errors():
         out, sha = export_backbone(*args.export_backbone)
     print(f"backbone: {out}\nsha256: {sha}")
 

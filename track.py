@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+import common
 import lorat
 from data import (as_tensor, box_from_crop, box_lines, box_to_crop, crop, crop_params, image_mean, open_dataset,
                   rgb_image, standardize_crops, write_mp4, write_text_atomic)
@@ -115,12 +116,12 @@ def check_box(box_xywh, frame):
 def load_tracker(weights, device='cpu', dtype=torch.float32, backbone=None, res=None):
     """A Tracker from any weights lorat.load_model reads: a train.py checkpoint, a merged export, or an
     official LoRAT release (+ its DINOv2 `backbone`). `res` must agree with the checkpoint's."""
-    dtype = lorat.DTYPES[dtype] if isinstance(dtype, str) else dtype
+    dtype = common.DTYPES[dtype] if isinstance(dtype, str) else dtype
     model = lorat.load_model(weights, backbone, 'cpu', res)
     if res is not None and model.cfg.res != int(res):
         raise ValueError(f"{weights} is a {model.cfg.size}-{model.cfg.res} model, not resolution {res}: "
                          f"drop --res (it comes from the checkpoint)")
-    return Tracker(model, lorat.resolve_device(device), dtype)
+    return Tracker(model, common.resolve_device(device), dtype)
 
 # -----------------------------------------------------------------------------
 # Frames in: a video (PyAV, one frame at a time) or a folder of images; the first box, --init or drawn
@@ -264,7 +265,7 @@ def write_strip(path, frames, boxes, scores, count=STRIP_FRAMES):
     strip = Image.new('RGB', (sum(p.width for p in panels), panels[0].height))
     for k, panel in enumerate(panels):
         strip.paste(panel, (sum(p.width for p in panels[:k]), 0))
-    lorat.write_atomic(path, lambda tmp: strip.save(tmp, format='PNG'))
+    common.write_atomic(path, lambda tmp: strip.save(tmp, format='PNG'))
 
 
 class LiveView:
@@ -452,10 +453,10 @@ def join_init(argv):
 
 
 def parse_args(argv=None):
-    p = lorat.Parser(description="Track one object through a video with LoRAT.")
+    p = common.Parser(description="Track one object through a video with LoRAT.")
     p.add_argument('video', nargs='?', help="video file (mp4/mov/avi/mkv...) or folder of images; "
                                             "none: the synthetic demo with the newest run")
-    p.add_argument('--init', type=lorat.box_xywh, help="first-frame box x,y,w,h in pixels (default: draw it)")
+    p.add_argument('--init', type=common.box_xywh, help="first-frame box x,y,w,h in pixels (default: draw it)")
     p.add_argument('--weights', help="train.py checkpoint, merged export or official LoRAT file "
                                      "(default for the demo: the newest run in runs/)")
     p.add_argument('--backbone', help="DINOv2 weights, for official LoRAT files and LoRA-only checkpoints")
@@ -464,26 +465,26 @@ def parse_args(argv=None):
     p.add_argument('--boxes', help="write the boxes here, one x,y,w,h line per frame")
     p.add_argument('--strip', help=f"write a PNG picture of the run here: {STRIP_FRAMES} evenly spaced annotated frames "
                                    f"side by side (e.g. demo/strip.png)")
-    p.add_argument('--fps', type=lorat.positive_float, default=30, help="frame rate of an image folder's output (default 30)")
+    p.add_argument('--fps', type=common.positive_float, default=30, help="frame rate of an image folder's output (default 30)")
     p.add_argument('--show', action='store_true', help="show the tracking live")
     p.add_argument('--device', default='cpu', help="cpu, cuda or cuda:N")
-    p.add_argument('--threads', type=lorat.positive_int, help="CPU threads of the model (default: all cores but one, "
-                                                               "which is left to decoding and encoding the video)")
-    p.add_argument('--dtype', choices=lorat.DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights "
+    p.add_argument('--threads', type=common.positive_int, help="CPU threads of the model (default: all cores but one, "
+                                                                "which is left to decoding and encoding the video)")
+    p.add_argument('--dtype', choices=common.DTYPES, help="inference precision: fp16 or bf16 autocast over fp32 weights "
                    "(LoRA merged in fp32), or plain fp32. Default: fp16 on cuda (the authors' evaluation), fp32 on cpu")
     args = p.parse_args(join_init(sys.argv[1:] if argv is None else argv))
-    args.device = lorat.resolve_device(args.device)
-    args.dtype = args.dtype or lorat.default_dtype(args.device, training=False)
+    args.device = common.resolve_device(args.device)
+    args.dtype = args.dtype or common.default_dtype(args.device, training=False)
     if args.show and not has_display():
         raise ValueError("--show needs a display, and none was found (no DISPLAY): drop --show")
     return args
 
 
-@lorat.main_errors()  # a damaged photo of the demo, an unreadable file: one line
+@common.main_errors()  # a damaged photo of the demo, an unreadable file: one line
 def main(argv=None):
     try:
         return run(parse_args(argv))
-    except KeyboardInterrupt:  # Ctrl-C: the half-written video is removed (lorat.write_atomic)
+    except KeyboardInterrupt:  # Ctrl-C: the half-written video is removed (common.write_atomic)
         raise SystemExit("stopped (Ctrl-C): no output was written") from None
 
 
@@ -491,17 +492,17 @@ def run(args):
     if args.device == 'cpu':  # a busy core stalls every parallel op of the model: leave one to the video codecs
         torch.set_num_threads(args.threads or max(1, torch.get_num_threads() - 1))
     if args.strip:
-        lorat.check_writable(args.strip, '--strip')
+        common.check_writable(args.strip, '--strip')
     if args.video is None:
         return demo(args)
     if args.init is None and not has_display():
         raise ValueError("no display to draw the first box on: give it with --init x,y,w,h "
                          "(pixels of the first frame)")
     frames = Frames(args.video)
-    out = lorat.check_writable(output_path(args.video, args.out), '--out')
+    out = common.check_writable(output_path(args.video, args.out), '--out')
     if args.boxes:
         refuse_the_input(args.boxes, args.video, '--boxes')
-        lorat.check_writable(args.boxes, '--boxes')
+        common.check_writable(args.boxes, '--boxes')
         if os.path.realpath(args.boxes) == os.path.realpath(out):
             raise ValueError(f"--boxes {args.boxes} is the --out video too: the boxes would replace the video; "
                              f"give them another file (e.g. boxes.txt)")
@@ -514,7 +515,7 @@ def run(args):
         args.weights = newest_weights()
     tracker = load_tracker(args.weights, args.device, args.dtype, args.backbone, args.res)
     fps = frames.fps or Fraction(args.fps).limit_denominator(1001)
-    boxes, scores, seconds = track(tracker, frames, out, args.init, fps, args.show)  # --init checked by lorat.box_xywh
+    boxes, scores, seconds = track(tracker, frames, out, args.init, fps, args.show)  # --init checked by common.box_xywh
     if args.boxes:
         write_text_atomic(args.boxes, box_lines(boxes))  # pytracking's result format
         print(f"boxes: {args.boxes}")

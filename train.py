@@ -27,21 +27,19 @@ import hashlib
 import json
 import math
 import os
-import random
 import resource
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import common
 import data
 import lorat
 
@@ -79,7 +77,7 @@ def by_recipe(key):
 
 def data_weights(text):
     """--data-weights: checked (finite, >= 0, one > 0), kept as given (a resume compares it as text)."""
-    lorat.sampling_weights(text)
+    common.sampling_weights(text)
     return text
 
 
@@ -94,10 +92,9 @@ def data_names(text):
 
 
 def parser():
-    """train.py's flags, in four groups. A default that depends on the case is None here, said in --help, and set
-    by with_recipe."""
-    p = lorat.Parser(description="Train LoRAT (see the module docstring for examples). Defaults that depend on "
-                                 "the case: LoRAT's recipe (sizes S to g), size T's, or --scratch's.")
+    """train.py's flags. A default that depends on the case is None here, said in --help, and set by with_recipe."""
+    p = common.Parser(description="Train LoRAT (see the module docstring for examples). Defaults that depend on "
+                                  "the case: LoRAT's recipe (sizes S to g), size T's, or --scratch's.")
     g = p.add_argument_group("model: size, backbone, the paper's ablations")
     g.add_argument('--size', type=lorat.size_name, default='T', help="T, S, B, L or g (default %(default)s)")
     g.add_argument('--res', type=lorat.resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default: 112 for T, else 224)")
@@ -105,13 +102,12 @@ def parser():
                                                    "from torch hub's cache, downloaded there if absent; size T: weights/lorat-T-backbone.pth)")
     g.add_argument('--scratch', action='store_true', help="no pretrained backbone: train every parameter from random init")
     g.add_argument('--full-finetune', action='store_true', help="train every backbone weight instead of LoRA")
-    # the paper's ablations, one flag each
     g.add_argument('--head', default='mlp', help="mlp (LoRAT) or conv (OSTrack's) (default %(default)s)")
     g.add_argument('--pos-emb', default='decoupled', help="decoupled (LoRAT) or separate (default %(default)s)")
     g.add_argument('--no-type-emb', action='store_true', help="no token type embedding")
     g.add_argument('--no-fg', action='store_true', help="no template foreground indicator")
     g.add_argument('--lora-init', default='bert', help="bert (LoRAT: trunc-normal A and B) or lora (zero B) (default %(default)s)")
-    g.add_argument('--lora-rank', type=lorat.positive_int, default=None, help="LoRA rank (default: the size's, "
+    g.add_argument('--lora-rank', type=common.positive_int, default=None, help="LoRA rank (default: the size's, "
                    + ", ".join(f"{s} {v.lora_rank}" for s, v in lorat.SIZES.items()) + ")")
     g.add_argument('--grad-checkpoint', action='store_true', help="activation checkpointing per block: keep only "
                    "each block's input, recompute the block in the backward pass: memory for compute (--benchmark "
@@ -127,24 +123,24 @@ def parser():
     g.add_argument('--augment', default=None, choices=['on', 'off'],
                    help=f"flips + color augmentation, as LoRAT trains ({by_recipe('augment')}: from scratch on the synthetic "
                         "world color is what tells the target from its look-alikes)")
-    g.add_argument('--val-samples', type=lorat.nonneg_int, default=None, help=f"held-out pairs validated each epoch "
-                                                                               f"({by_recipe('val_samples')})")
-    g.add_argument('--seed', type=lorat.seed_int, default=0, help="the seed of the training pairs, the initial weights and drop path "
-                                                             "(default %(default)s)")
+    g.add_argument('--val-samples', type=common.nonneg_int, default=None, help=f"held-out pairs validated each epoch "
+                                                                                f"({by_recipe('val_samples')})")
+    g.add_argument('--seed', type=common.seed_int, default=0, help="the seed of the training pairs, the initial weights and drop path "
+                                                              "(default %(default)s)")
     g = p.add_argument_group("optimization: the recipe's")
-    g.add_argument('--epochs', type=lorat.positive_int, default=None,
+    g.add_argument('--epochs', type=common.positive_int, default=None,
                    help=f"{by_recipe('epochs')}; {GOT10K_EPOCHS} with LoRAT's on --data got10k (the GOT-10k protocol)")
-    g.add_argument('--samples-per-epoch', type=lorat.positive_int, default=None, help=by_recipe('samples_per_epoch'))
-    g.add_argument('--batch-size', type=lorat.positive_int, default=None, help="global batch, over all ranks and micro-steps "
+    g.add_argument('--samples-per-epoch', type=common.positive_int, default=None, help=by_recipe('samples_per_epoch'))
+    g.add_argument('--batch-size', type=common.positive_int, default=None, help="global batch, over all ranks and micro-steps "
                    f"({by_recipe('batch_size')}; --benchmark: 16 on a GPU, 2 on the CPU)")
-    g.add_argument('--accum', type=lorat.positive_int, default=1, help="gradient accumulation steps (batch 16 x 8 = 128) "
-                                                                        "(default %(default)s)")
-    g.add_argument('--lr', type=lorat.positive_float, default=None, help=f"peak learning rate ({by_recipe('lr')})")
-    g.add_argument('--warmup-epochs', type=lorat.nonneg_float, default=None, help=by_recipe('warmup_epochs'))
-    g.add_argument('--weight-decay', type=lorat.nonneg_float, default=None, help=by_recipe('weight_decay'))
-    g.add_argument('--clip', type=lorat.positive_float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
-    g.add_argument('--layer-decay', type=lorat.unit_float, default=None, help="layer-wise lr decay (default 0.7 when full "
-                                                                               "fine-tuning, else 1.0: none)")
+    g.add_argument('--accum', type=common.positive_int, default=1, help="gradient accumulation steps (batch 16 x 8 = 128) "
+                                                                         "(default %(default)s)")
+    g.add_argument('--lr', type=common.positive_float, default=None, help=f"peak learning rate ({by_recipe('lr')})")
+    g.add_argument('--warmup-epochs', type=common.nonneg_float, default=None, help=by_recipe('warmup_epochs'))
+    g.add_argument('--weight-decay', type=common.nonneg_float, default=None, help=by_recipe('weight_decay'))
+    g.add_argument('--clip', type=common.positive_float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
+    g.add_argument('--layer-decay', type=common.unit_float, default=None, help="layer-wise lr decay (default 0.7 when full "
+                                                                                "fine-tuning, else 1.0: none)")
     g = p.add_argument_group("machinery")
     g.add_argument('--dtype', default=None, help="fp32, bf16 or fp16 (autocast; default bf16 on CUDA, fp16 with loss "
                                                  "scaling on a GPU without bf16, fp32 on the CPU)")
@@ -152,23 +148,23 @@ def parser():
                                                   "each rank takes cuda:LOCAL_RANK)")
     g.add_argument('--deterministic', action='store_true', help="deterministic CUDA kernels (PyTorch's deterministic "
                                                                 "algorithms, a fixed cuBLAS workspace): exact resume on GPUs, slower")
-    g.add_argument('--workers', type=lorat.nonneg_int, default=None, help="DataLoader workers per rank (default: 1 on the "
-                                                                          "CPU; on GPUs the node's cores over its ranks, at most 8)")
-    g.add_argument('--threads', type=lorat.positive_int, default=None, help="CPU threads per rank (default: its share of the cores)")
+    g.add_argument('--workers', type=common.nonneg_int, default=None, help="DataLoader workers per rank (default: 1 on the "
+                                                                           "CPU; on GPUs the node's cores over its ranks, at most 8)")
+    g.add_argument('--threads', type=common.positive_int, default=None, help="CPU threads per rank (default: its share of the cores)")
     g.add_argument('--out', default='runs', help="runs folder: OUT/<name>/{ckpt.pt,log.jsonl,export.pt} (default %(default)s)")
     g.add_argument('--name', default=None, help="run name (default: date-time and size)")
     g.add_argument('--resume', default=None, help="run folder or ckpt.pt to continue exactly")
-    g.add_argument('--ckpt-every', type=lorat.nonneg_int, default=0, help="checkpoint every N steps too "
-                                                                          "(default %(default)s: at each epoch's end only)")
+    g.add_argument('--ckpt-every', type=common.nonneg_int, default=0, help="checkpoint every N steps too "
+                                                                           "(default %(default)s: at each epoch's end only)")
     g.add_argument('--export', action=argparse.BooleanOptionalAction, default=True,
                    help="end with export.pt, LoRA merged into the weights, what track.py and evaluate.py load (default: yes)")
-    g.add_argument('--log-every', type=lorat.positive_int, default=10, help="the progress line every N steps (default "
-                                                                             "%(default)s); log.jsonl has a line per step")
-    g.add_argument('--kill-at', type=lorat.positive_int, default=None, help="testing: SIGKILL this process once step N is "
-                                                                            "logged (and checkpointed, at an epoch's end)")
-    g.add_argument('--interrupt-at', type=lorat.positive_int, default=None, help=argparse.SUPPRESS)  # testing: Ctrl-C in step N
+    g.add_argument('--log-every', type=common.positive_int, default=10, help="the progress line every N steps (default "
+                                                                              "%(default)s); log.jsonl has a line per step")
+    g.add_argument('--kill-at', type=common.positive_int, default=None, help="testing: SIGKILL this process once step N is "
+                                                                             "logged (and checkpointed, at an epoch's end)")
+    g.add_argument('--interrupt-at', type=common.positive_int, default=None, help=argparse.SUPPRESS)  # testing: Ctrl-C in step N
     g.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
-    g.add_argument('--bench-steps', type=lorat.positive_int, default=5, help="timed steps per mode (default %(default)s)")
+    g.add_argument('--bench-steps', type=common.positive_int, default=5, help="timed steps per mode (default %(default)s)")
     g.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
     return p
 
@@ -176,16 +172,15 @@ def parser():
 def parse_args(argv=None):
     p = parser()
     args = p.parse_args(argv)
-    if args.dtype is not None and args.dtype not in lorat.DTYPES:
-        p.error(f"--dtype {args.dtype}: choose one of {', '.join(lorat.DTYPES)}")
+    if args.dtype is not None and args.dtype not in common.DTYPES:
+        p.error(f"--dtype {args.dtype}: choose one of {', '.join(common.DTYPES)}")
     if args.scratch and args.weights:
         p.error("--scratch trains from random init and --weights names a backbone to adapt: give one of them")
     return with_recipe(args)
 
 
 def with_recipe(args):
-    """The flags not given that depend on the case, set: the data and LoRA rank of the size, the optimization of the
-    recipe (RECIPES), the clip and layer decay of full fine-tuning, --benchmark's batch."""
+    """The flags not given that depend on the case (the size, its recipe, full fine-tuning, --benchmark), set."""
     if args.benchmark and args.batch_size is None:  # B-224's batch that fits anywhere
         args.batch_size = 16 if torch.cuda.is_available() else 2
     args.data = args.data or DEFAULT_DATA.get(args.size, PAPER_MIX)
@@ -208,8 +203,7 @@ def with_recipe(args):
 
 
 def build(args):
-    """The model of these flags, its backbone loaded (--weights, else the size's default), its trainable
-    parameters marked; and the mode."""
+    """The model of these flags, its backbone loaded and its trainable parameters marked; and the mode."""
     lora = not args.scratch and not args.full_finetune
     # the backbone is built on the meta device and takes the (memory-mapped) tensors of the file: no rank
     # holds a randomly initialized copy of it in host memory, nor spends time drawing one
@@ -304,8 +298,7 @@ def open_datasets(args, split):
 
 
 def open_validation(args):
-    """The held-out sequences: the synthetic world's val clips, or GOT-10k's val (its VOT-excluded val part
-    inside LoRAT's mix); the other training sets have no validation split."""
+    """The held-out sequences: synthetic's or GOT-10k's val (VOT-excluded in LoRAT's mix); the other sets have none."""
     names = [n.strip() for n in args.data.split(',')]
     if 'synthetic' in names:  # held-out clips: seeds and photos that training never sees
         return data.open_dataset('synthetic', split='val')
@@ -368,31 +361,12 @@ def validate(model, val_set, device, ctx, rank, world, batch=64):
 # Checkpoints: only what is trained, plus what an exact resume needs; written atomically
 
 
-def rng_state():
-    """Every RNG a step may draw from, as tensors and plain numbers (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = dict(torch=torch.get_rng_state(), numpy=(kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-                 python=random.getstate())
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state):
-    torch.set_rng_state(state['torch'])
-    kind, keys, pos, has_gauss, gauss = state['numpy']
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(state['python'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state['cuda'])
-
-
 def save_checkpoint(run_dir, model, optimizer, scaler, step, args, rngs):
     """ckpt.pt: the trained tensors, what an exact resume needs, and the backbone by absolute path and sha256."""
     ckpt = dict(config=asdict(model.cfg), model=lorat.trainable_state_dict(model), optimizer=optimizer.state_dict(),
                 scaler=scaler.state_dict(), step=step, rng=rngs, args=vars(args), weights=args.weights,
                 weights_sha256=args.weights_sha256)
-    lorat.write_atomic(os.path.join(run_dir, 'ckpt.pt'), lambda tmp: torch.save(ckpt, tmp))
+    common.write_atomic(os.path.join(run_dir, 'ckpt.pt'), lambda tmp: torch.save(ckpt, tmp))
     data.write_text_atomic(os.path.join(os.path.dirname(run_dir), 'latest'), os.path.basename(run_dir) + '\n')
 
 
@@ -406,7 +380,7 @@ def export(run_dir, model):
     merged.merge()
     path = os.path.join(run_dir, 'export.pt')
     ckpt = dict(config=asdict(merged.cfg), model=merged.state_dict(), merged=True)
-    lorat.write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
+    common.write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
     return path
 
 
@@ -427,37 +401,6 @@ def resume_command(argv, run_dir, world=1, local_world=None):
         start = (f"torchrun --nnodes={world // local_world} --nproc_per_node={local_world} --rdzv-backend=c10d "
                  f"--rdzv-endpoint={endpoint}")
     return f"{start} train.py {shlex.join(kept + ['--resume', run_dir])}"
-
-
-class CtrlC:
-    """The first Ctrl-C (or SIGTERM, a scheduler's notice) asks the loop to stop after the current step (it
-    saves and says how to resume); a second Ctrl-C stops at once. Under torchrun a press may reach a worker
-    twice (forwarded by the agent, and from the terminal's process group): a repeat within `echo_s` is that
-    same press. Installed only in the main thread, where Python delivers signals."""
-
-    def __init__(self, echo_s=None):
-        self.requested, self.when, self.previous = False, 0.0, {}
-        self.echo_s = (2.0 if 'TORCHELASTIC_RUN_ID' in os.environ else 0.0) if echo_s is None else echo_s
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def handle(self, signum, frame):
-        if self.requested:
-            if signum == signal.SIGINT and time.monotonic() - self.when > self.echo_s:
-                raise KeyboardInterrupt
-            return
-        self.requested, self.when = True, time.monotonic()
-        why = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        print(f"\n{why}: stopping after this step and saving a checkpoint (Ctrl-C again: stop now)", file=sys.stderr, flush=True)
-
-    def restore(self):
-        for sig, previous in self.previous.items():
-            signal.signal(sig, previous)
-
-
-def ignore_ctrl_c(worker_id):
-    """DataLoader workers leave Ctrl-C to the main process, which finishes its step first."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def load_checkpoint(path, model, args):
@@ -488,50 +431,7 @@ def load_checkpoint(path, model, args):
     return path, ckpt
 
 # -----------------------------------------------------------------------------
-# Machinery: ranks, devices, threads, loader workers, the flags checked
-
-
-def default_threads(local_world, busy_loader=False):
-    """This rank's share of the cores, less one for the loader when it is busy all the time (`loader_is_busy`):
-    a model thread sharing a core with a busy worker makes every OpenMP barrier wait."""
-    share = max(1, lorat.available_cpus() // local_world)
-    return max(1, share - 1) if busy_loader else share
-
-
-def sample_costs(train_set, model):
-    """Seconds of one core per training sample: to make it (8 made here, after one to warm up), and to
-    train on it (`train_flops` at this CPU's one-core matmul speed)."""
-    train_set[0]
-    start = time.perf_counter()
-    for i in range(1, 9):
-        train_set[i]
-    data_s = (time.perf_counter() - start) / 8
-    threads, a = torch.get_num_threads(), torch.ones(512, 512)  # ones: the global RNG stays untouched
-    torch.set_num_threads(1)
-    flops = 2 * 512 ** 3 / lorat.median_seconds(lambda: a @ a, warmup=1, iters=5)
-    torch.set_num_threads(threads)
-    return data_s, train_flops(model) / flops
-
-
-def train_flops(model):
-    """FLOPs of one sample's forward + backward: about 3 forwards of 2 FLOPs per parameter and token."""
-    cfg = model.cfg
-    return 3 * 2 * sum(p.numel() for p in model.parameters()) * (cfg.template_grid ** 2 + cfg.search_grid ** 2)
-
-
-def loader_is_busy(data_s, model_s, cores, workers):
-    """Would the loader workers be busy all the time? Yes when the model, even on just the cores the workers
-    leave it, would keep them working more than half the time. data_s, model_s: seconds of one core per sample."""
-    if workers == 0 or cores <= workers:
-        return False
-    load = (cores - workers) / model_s * data_s / workers  # the fraction of its time each worker works
-    return load > 0.5
-
-
-def default_workers(device, local_world):
-    """DataLoader workers per rank: on CUDA the cores of this node shared by its ranks (LOCAL_WORLD_SIZE, not
-    the world size of all nodes); on the CPU one."""
-    return min(8, max(1, lorat.available_cpus() // local_world)) if device != 'cpu' else 1
+# Machinery: ranks, devices, the flags checked
 
 
 def setup(args):
@@ -543,13 +443,13 @@ def setup(args):
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True)  # an op with no deterministic kernel stops the run, it never drifts
         torch.backends.cudnn.benchmark = False
-    device = lorat.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'),
-                                  local_rank if ddp else None)
+    device = common.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'),
+                                   local_rank if ddp else None)
     if device.startswith('cuda'):
         torch.cuda.set_device(device)  # first: whatever asks "the current GPU" must not open a context on GPU 0
     elif args.threads:
         torch.set_num_threads(args.threads)  # else chosen in train(), once the loader's work can be measured
-    args.dtype = args.dtype or lorat.default_dtype(device, training=True)
+    args.dtype = args.dtype or common.default_dtype(device, training=True)
     if args.dtype == 'fp16' and device == 'cpu':
         raise ValueError("--dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
     if ddp:
@@ -590,14 +490,13 @@ def check(args, world):
         raise ValueError(f"--data-weights {args.data_weights} has {len(args.data_weights.split(','))} values for "
                          f"the {len(names)} datasets of --data {args.data}: give one weight per dataset")
     if not args.resume:
-        lorat.check_writable(args.out, '--out', folder=True)
+        common.check_writable(args.out, '--out', folder=True)
     if not args.resume and args.name:
         refuse_existing_run(os.path.join(args.out, args.name))
 
 
 def refuse_existing_run(run_dir):
-    """A new run never writes into another run's folder: one line that says how to continue that run, or to name
-    this one otherwise."""
+    """A new run never writes into another run's folder: one line that says to continue that run or rename this one."""
     if not any(os.path.exists(os.path.join(run_dir, f)) for f in ('ckpt.pt', 'export.pt', 'log.jsonl')):
         return
     state = 'a run'
@@ -641,8 +540,7 @@ class Run:
 
 
 def start(args):
-    """All that comes before the first step: ranks, flags checked, data opened, model and optimizer made (and, with
-    --resume, restored). -> the Run, its training and validation pairs, the thread count of the run resumed"""
+    """All that comes before the first step. -> the Run, its training and validation pairs, the resumed run's threads"""
     ddp, rank, world, local_rank, device = setup(args)
     check(args, world)
     train_sets, weights = open_datasets(args, 'train')  # first: a bad name or root fails before any heavy work
@@ -652,7 +550,7 @@ def start(args):
                                   betas=(0.9, 0.999), fused=True)  # one kernel for all tensors, CUDA and CPU
     # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; off, it passes through
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=args.dtype == 'fp16')
-    ctx = torch.autocast(torch.device(device).type, dtype=lorat.DTYPES[args.dtype], enabled=args.dtype != 'fp32')
+    ctx = torch.autocast(torch.device(device).type, dtype=common.DTYPES[args.dtype], enabled=args.dtype != 'fp32')
     steps_per_epoch = args.samples_per_epoch // args.batch_size
     run = Run(args, ddp, rank, world, device, model, model, mode, optimizer, scaler, ctx, steps_per_epoch,
               total_steps=args.epochs * steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch))
@@ -669,11 +567,10 @@ def start(args):
 
 
 def model_of_run(args, device, local_rank, master):
-    """The model on its device, on the run's backbone (recorded by absolute path and sha256), with the same
-    initial weights on every rank. -> model, mode"""
+    """The model on its device and the run's backbone (path and sha256 recorded), alike on every rank. -> model, mode"""
     args.weights = resolve_weights(args, local_rank)
     local_file = args.weights and not args.weights.startswith(('http://', 'https://'))
-    args.weights_sha256 = lorat.file_sha256(args.weights) if master and local_file else None  # recorded in ckpt.pt
+    args.weights_sha256 = common.file_sha256(args.weights) if master and local_file else None  # recorded in ckpt.pt
     torch.manual_seed(args.seed)  # the same initial weights on every rank
     model, mode = build(args)
     model.grad_checkpoint = args.grad_checkpoint
@@ -688,8 +585,7 @@ def model_of_run(args, device, local_rank, master):
 
 
 def resume(run):
-    """Where the run starts: step 0 in a new run folder, or --resume's checkpoint (tensors, optimizer, loss scaler,
-    RNG states), its log cut back to that step. -> the thread count the resumed run had"""
+    """Where the run starts: step 0, or --resume's checkpoint, its log cut back to it. -> the resumed run's threads"""
     args, rngs, threads = run.args, None, None
     if args.resume:
         path, ckpt = load_checkpoint(args.resume, run.raw_model, args)
@@ -706,7 +602,7 @@ def resume(run):
         run.run_dir = os.path.abspath(os.path.join(args.out, name))
     torch.manual_seed(args.seed + run.rank)  # drop path differs across ranks, like any other noise
     if rngs is not None and len(rngs) == run.world:
-        set_rng_state(rngs[run.rank])
+        common.set_rng_state(rngs[run.rank])
     if run.rank == 0:
         os.makedirs(run.run_dir, exist_ok=True)
         if args.resume:
@@ -724,22 +620,21 @@ def forget_after(log_path, step):
 
 
 def loader(run, train_set, resumed_threads):
-    """This rank's micro-batches from the run's step on, made by the loader's workers (on the CPU first the model's
-    thread count is set). -> an iterator of micro-batches, the number of workers"""
+    """This rank's micro-batches from the run's step on, and the worker count (on the CPU the threads are set first)."""
     args, device = run.args, run.device
     local_world = int(os.environ.get('LOCAL_WORLD_SIZE', 1))
-    workers = args.workers if args.workers is not None else default_workers(device, local_world)
+    workers = args.workers if args.workers is not None else common.default_workers(device, local_world)
     if device == 'cpu':
         # the thread count changes the rounding of the model's sums: a resumed run keeps the one it had
         args.threads = (args.threads or resumed_threads
-                        or default_threads(local_world, workers > 0 and loader_is_busy(
-                            *sample_costs(train_set, run.raw_model), lorat.available_cpus() // local_world, workers)))
+                        or common.default_threads(local_world, workers > 0 and common.loader_is_busy(
+                            *common.sample_costs(train_set, run.raw_model), common.available_cpus() // local_world, workers)))
         torch.set_num_threads(args.threads)
     sampler = StepSampler(run.step, run.total_steps, run.steps_per_epoch, args.samples_per_epoch, args.batch_size,
                           args.accum, run.rank, run.world)
     return iter(torch.utils.data.DataLoader(
         train_set, batch_sampler=sampler, num_workers=workers, pin_memory=device.startswith('cuda'),
-        worker_init_fn=ignore_ctrl_c,
+        worker_init_fn=common.ignore_ctrl_c,
         generator=torch.Generator())), workers  # its own generator: making the loader draws nothing from the global RNG
 
 
@@ -833,10 +728,10 @@ def report(run, log, val_set, epoch_end):
 
 def checkpoint(run):
     """ckpt.pt at this step, with the RNG states of every rank (gathered: every rank calls this)."""
-    rngs = [rng_state()]
+    rngs = [common.rng_state()]
     if run.ddp:
         rngs = [None] * run.world
-        dist.all_gather_object(rngs, rng_state())
+        dist.all_gather_object(rngs, common.rng_state())
     if run.rank == 0:
         save_checkpoint(run.run_dir, run.raw_model, run.optimizer, run.scaler, run.step, run.args, rngs)
 
@@ -878,7 +773,7 @@ def finish(run, log):
     log.file.close()
     ckpt = os.path.join(run.run_dir, 'ckpt.pt')
     if not os.path.exists(ckpt):  # a resumed run that had nothing left to do
-        save_checkpoint(run.run_dir, run.raw_model, run.optimizer, run.scaler, run.step, run.args, [rng_state()])
+        save_checkpoint(run.run_dir, run.raw_model, run.optimizer, run.scaler, run.step, run.args, [common.rng_state()])
     backbone = f" (only what was trained; its backbone is {run.args.weights})" if run.mode == 'lora' else ''
     run.say(f"checkpoint: {ckpt}{backbone}")
     run.optimizer = None  # its state (2x the trained tensors) is not needed to export
@@ -887,8 +782,7 @@ def finish(run, log):
 
 
 def train(args, argv=None):
-    """A run, top to bottom: start it (or resume it exactly), then optimizer steps until the schedule ends, with a
-    checkpoint at each epoch's end (and every --ckpt-every steps); a Ctrl-C saves and stops. -> run folder, model"""
+    """A run: start (or resume exactly), steps to the schedule's end; a Ctrl-C saves and stops. -> run folder, model"""
     run, train_set, val_set, threads = start(args)
     batches, workers = loader(run, train_set, threads)
     groups, params = grad_groups(run.raw_model), [p for p in run.raw_model.parameters() if p.requires_grad]
@@ -898,7 +792,7 @@ def train(args, argv=None):
             + (f" ({args.threads} threads + {workers} loader workers)" if run.device == 'cpu' else '')
             + f"; run folder {run.run_dir}")
     log = Log(os.path.join(run.run_dir, 'log.jsonl'), groups, run.rank == 0, run.step)
-    stop = CtrlC()
+    stop = common.CtrlC()
     while True:
         fault_for_tests(args, run.step, log)
         if run.step >= run.total_steps:
@@ -938,13 +832,13 @@ def train(args, argv=None):
 def benchmark_mode(args):
     """The median training step of one mode on random inputs, and its peak memory: one JSON line (printed in a
     fresh process, so that peak RSS is this mode's alone)."""
-    device = lorat.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    device = common.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     cuda = torch.device(device).type == 'cuda'  # compared by type: 'cuda:0' is CUDA too
     if cuda:
         torch.cuda.set_device(device)
     elif args.threads:
         torch.set_num_threads(args.threads)
-    dtype = args.dtype or lorat.default_dtype(device, training=True)
+    dtype = args.dtype or common.default_dtype(device, training=True)
     if dtype == 'fp16' and not cuda:
         raise ValueError("--dtype fp16 is for GPUs without bf16; on the CPU use fp32 or bf16")
     torch.manual_seed(0)
@@ -956,7 +850,7 @@ def benchmark_mode(args):
     optimizer = torch.optim.AdamW(param_groups(model, 0.1, 1.0), lr=1e-4)
     inputs = lorat.example_inputs(model.cfg, args.batch_size, device)
     gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(args.batch_size, 1)
-    ctx = torch.autocast(torch.device(device).type, dtype=lorat.DTYPES[dtype], enabled=dtype != 'fp32')
+    ctx = torch.autocast(torch.device(device).type, dtype=common.DTYPES[dtype], enabled=dtype != 'fp32')
     mode = args.bench_mode + (' + ckpt' if args.grad_checkpoint else '')
 
     def step():  # forward, loss, backward, AdamW
@@ -966,7 +860,7 @@ def benchmark_mode(args):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     try:
-        seconds = lorat.median_seconds(step, device, warmup=2, iters=args.bench_steps)
+        seconds = common.median_seconds(step, device, warmup=2, iters=args.bench_steps)
     except torch.OutOfMemoryError:  # full fine-tuning of g without checkpointing, on a smaller GPU
         return print(json.dumps(dict(mode=mode, step_ms=None, peak_gb=None, trainable_m=0, device=device, dtype=dtype)))
     peak = torch.cuda.max_memory_allocated(device) if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -1064,7 +958,7 @@ def benchmark(args):
     return res
 
 
-@lorat.main_errors()  # unknown size, resolution, head, dataset; a folder that cannot be made...: one line
+@common.main_errors()  # unknown size, resolution, head, dataset; a folder that cannot be made...: one line
 def main(argv=None):
     args = parse_args(argv)
     try:

@@ -277,16 +277,6 @@ def test_efficiency_rows_without_timing():
     assert rows[1]['params_lora_M'] * 1e6 == pytest.approx(4 * (4 * 16 * 256 + 2 * 16 * 640))
 
 
-def test_the_timing_loop_takes_the_median_of_the_calls_after_the_warmup(monkeypatch):
-    import lorat  # the loop of the model table (lorat.median_seconds)
-    clock, durations = [0.0], iter([50.0, 50.0, 3.0, 1.0, 2.0])
-    monkeypatch.setattr(lorat.time, 'perf_counter', lambda: clock[0])
-
-    def call():
-        clock[0] += next(durations)
-    assert lorat.median_seconds(call, 'cpu', warmup=2, iters=3) == 2.0
-
-
 def test_the_speed_test_times_tracking_end_to_end_and_the_data_pipeline(capsys):
     (row,) = ev.tracking_speed('cpu', frames=3, models=[('T', 112, 'fp32')])
     assert row['model'] == 'T-112' and row['dtype'] == 'fp32' and row['frames'] == 3 and row['fps'] > 0
@@ -442,12 +432,12 @@ def imported(nodes):
 
 
 def test_the_scripts_import_one_way():
-    """At the top of each file the imports go one way, lorat <- data <- synthetic <- track <- evaluate (train: no
-    track, no evaluate), so importing a file never imports one above it. Inside a function a file reaches up only
-    where listed: data opens the synthetic world by name; track's demo prints evaluate's score."""
+    """At the top of each file the imports go one way, common <- lorat <- data <- synthetic <- track <- evaluate
+    (train: no track, no evaluate), so importing a file never imports one above it. Inside a function a file
+    reaches up only where listed: data opens the synthetic world by name; track's demo prints evaluate's score."""
     import ast
     root = Path(__file__).resolve().parents[1]
-    order = ['lorat', 'data', 'synthetic', 'track', 'evaluate']
+    order = ['common', 'lorat', 'data', 'synthetic', 'track', 'evaluate']
     above = {name: set(order[k + 1:]) for k, name in enumerate(order)} | {'train': {'track', 'evaluate'}}
     reaching_up = {'data': {'synthetic'}, 'track': {'evaluate'}}  # imported when that function is called
     for name, forbidden in above.items():

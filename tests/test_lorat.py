@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+import common  # noqa: E402
 import lorat  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
@@ -556,7 +557,7 @@ def test_shipped_t_backbone_hash_is_the_one_in_the_readme():
     readme = open(os.path.join(ROOT, 'README.md')).read()
     section = readme[readme.index('## The pretrained T backbone'):]
     stated = section.split('sha256', 1)[1].split('`')[1]
-    assert stated == lorat.file_sha256(lorat.T_BACKBONE)
+    assert stated == common.file_sha256(lorat.T_BACKBONE)
 
 
 @pytest.mark.parametrize('make, error, message', [
@@ -575,7 +576,7 @@ def test_missing_damaged_or_wrong_size_t_backbone_is_one_line_with_the_fix(tmp_p
     assert '\n' not in text and str(path) in text and '--export-backbone' in text and 'git checkout -- weights/' in text
 
 
-# ----------------------------------------------------------------------------- default backbones, devices
+# ----------------------------------------------------------------------------- default backbones
 
 def test_default_backbone_comes_from_the_hub_cache_or_is_downloaded_there(tmp_path, monkeypatch):
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
@@ -612,25 +613,6 @@ def test_default_backbone_of_T_is_the_shipped_file(tmp_path, monkeypatch):
     assert lorat.default_backbone('T') == str(tmp_path / 'weights' / 'lorat-T-backbone.pth')
 
 
-def test_devices_are_checked_in_one_line_and_torchrun_ranks_get_their_own_gpu(monkeypatch):
-    assert lorat.resolve_device('cpu') == 'cpu'
-    with pytest.raises(ValueError, match=r'^--device gpu: not a device'):
-        lorat.resolve_device('gpu')
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
-    with pytest.raises(ValueError, match=r'^--device cuda:0, but no CUDA GPU is visible: use --device cpu$'):
-        lorat.resolve_device('cuda:0')
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # a node with two GPUs, as the code sees it
-    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 2)
-    assert lorat.resolve_device('cuda') == 'cuda:0' and lorat.resolve_device('cuda:1') == 'cuda:1'
-    assert lorat.resolve_device('cuda', local_rank=1) == 'cuda:1'
-    with pytest.raises(ValueError, match='each rank takes the GPU of its LOCAL_RANK'):
-        lorat.resolve_device('cuda:1', local_rank=0)
-    with pytest.raises(ValueError, match=r'only 2 CUDA GPU\(s\) are visible \(torchrun started more ranks'):
-        lorat.resolve_device('cuda', local_rank=2)
-    with pytest.raises(ValueError, match=r'--device cuda:5, but only 2'):
-        lorat.resolve_device('cuda:5')
-
-
 # ----------------------------------------------------------------------------- bad inputs, one mechanism each
 
 def tiny_export(path, seed=0):
@@ -640,31 +622,16 @@ def tiny_export(path, seed=0):
     return model
 
 
-@pytest.mark.parametrize('kind, text, value', [
-    (lorat.positive_int, '3', 3), (lorat.nonneg_int, '0', 0), (lorat.positive_float, '0.5', 0.5),
-    (lorat.nonneg_float, '0', 0.0), (lorat.unit_float, '1', 1.0), (lorat.resolution, '224', 224),
-    (lorat.box_xywh, '-20,5,40,40', [-20.0, 5.0, 40.0, 40.0]), (lorat.sampling_weights, '3,0', [3.0, 0.0]),
-    (lorat.csv_of(lorat.nonneg_int, 'counts'), '0,1,2', [0, 1, 2]),
-])
-def test_checked_argument_types_accept_good_values(kind, text, value):
-    assert kind(text) == value
-
-
-@pytest.mark.parametrize('kind, text', [
-    (lorat.positive_int, '0'), (lorat.positive_int, '-4'), (lorat.positive_int, '1.5'), (lorat.nonneg_int, '-1'),
-    (lorat.positive_float, 'nan'), (lorat.positive_float, 'inf'), (lorat.positive_float, '-5'), (lorat.nonneg_float, '-1e-9'),
-    (lorat.unit_float, '0'), (lorat.resolution, '300'), (lorat.seed_int, '-3'),
-    (lorat.box_xywh, '1e308,1,2,2'), (lorat.box_xywh, '1,2,3'), (lorat.box_xywh, '1,1,0,5'), (lorat.box_xywh, 'nan,1,2,2'),
-    (lorat.sampling_weights, '3,-1'), (lorat.sampling_weights, '0,0'), (lorat.sampling_weights, 'nan,1'),
-    (lorat.sampling_weights, 'inf,1'),
-])
-def test_checked_argument_types_refuse_bad_values_in_one_line(kind, text):
-    parser = lorat.Parser(prog='x')
-    parser.add_argument('--flag', type=kind)
-    with pytest.raises(SystemExit) as e:
-        parser.parse_args(['--flag=' + text])
-    message = str(e.value.code)
-    assert message.startswith('error: argument --flag: ') and '\n' not in message, message
+def test_size_and_resolution_flags_take_the_tables_and_refuse_the_rest_in_one_line():
+    parser = common.Parser(prog='x')
+    parser.add_argument('--size', type=lorat.size_name)
+    parser.add_argument('--res', type=lorat.resolution)
+    assert vars(parser.parse_args(['--size', 'g', '--res', '224'])) == {'size': 'g', 'res': 224}
+    for flag, text in [('--size', 'X'), ('--res', '300'), ('--res', 'big')]:
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([flag, text])
+        message = str(e.value.code)
+        assert message.startswith(f'error: argument {flag}: unknown ') and '\n' not in message, message
 
 
 def test_weights_files_are_identified_in_one_place_and_a_wrong_use_is_one_line(tmp_path):
@@ -717,7 +684,7 @@ def test_an_official_release_missing_a_tensor_is_refused(tmp_path):
 
 
 def test_the_shipped_backbone_hash_is_checked_on_load_with_the_restore_command(tmp_path, monkeypatch):
-    assert lorat.T_BACKBONE_SHA256 == lorat.file_sha256(lorat.SHIPPED_T_BACKBONE)  # the constant is the file's
+    assert lorat.T_BACKBONE_SHA256 == common.file_sha256(lorat.SHIPPED_T_BACKBONE)  # the constant is the file's
     damaged = tmp_path / 'lorat-T-backbone.pth'
     raw = bytearray(lorat.SHIPPED_T_BACKBONE.read_bytes())
     for k in range(64):  # 64 flipped bytes inside a tensor: torch still loads it
@@ -741,45 +708,15 @@ def test_export_backbone_refuses_to_write_over_its_input(tmp_path):
     assert (tmp_path / 'tracker.pt').read_bytes() == before
 
 
-def test_the_atomic_writer_removes_its_tmp_on_any_failure_and_says_why_in_one_line(tmp_path):
-    import errno
-    target = tmp_path / 'out.bin'
-
-    def full_disk(tmp):
-        open(tmp, 'wb').write(b'half')
-        raise OSError(errno.ENOSPC, 'No space left on device')
-
-    def refuses(tmp):  # a SystemExit raised inside the writer (pack's checks) skipped the cleanup
-        open(tmp, 'wb').write(b'half')
-        raise SystemExit('error: something')
-
-    def interrupted(tmp):
-        open(tmp, 'wb').write(b'half')
-        raise KeyboardInterrupt
-    with pytest.raises(OSError, match=r'^cannot write .*out.bin: the disk is full'):
-        lorat.write_atomic(target, full_disk)
-    with pytest.raises(SystemExit, match='error: something'):
-        lorat.write_atomic(target, refuses)
-    with pytest.raises(KeyboardInterrupt):
-        lorat.write_atomic(target, interrupted)
-    (tmp_path / 'folder').mkdir()
-    (tmp_path / 'file').write_text('x')
-    for path, message in [(tmp_path / 'folder', 'it is a folder'), (tmp_path / 'file' / 'x.pt', 'not a folder')]:
-        with pytest.raises(OSError, match=message) as e:
-            lorat.write_atomic(path, lambda tmp: torch.save({}, tmp))
-        assert '\n' not in str(e.value)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ['file', 'folder']  # no .tmp anywhere
-
-
 def test_library_functions_raise_and_only_a_scripts_main_turns_that_into_one_line(tmp_path):
     """A caller of the library (a notebook, a test, another script) gets an exception it can catch, never an exit;
-    lorat.main_errors, around each script's main, prints it as the one line `error: ...` with status 1."""
+    common.main_errors, around each script's main, prints it as the one line `error: ...` with status 1."""
     missing = str(tmp_path / 'no_such_export.pt')
     with pytest.raises(FileNotFoundError) as e:
         lorat.load_model(missing)
     assert str(e.value) == f"weights file {missing} does not exist: check the path"
 
-    @lorat.main_errors()
+    @common.main_errors()
     def main():
         return lorat.load_model(missing)
     with pytest.raises(SystemExit) as e:
@@ -788,27 +725,6 @@ def test_library_functions_raise_and_only_a_scripts_main_turns_that_into_one_lin
     out = subprocess.run([sys.executable, os.path.join(ROOT, 'lorat.py'), '--export-backbone', missing, str(tmp_path / 'b.pth')],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and out.stderr == f"error: weights file {missing} does not exist: check the path\n", out.stderr
-
-
-def test_one_precision_default_for_training_and_inference(monkeypatch):
-    """fp32 on the CPU; on a GPU, training bf16 where the hardware has it (else fp16 with loss scaling), inference
-    fp16 (the authors' evaluation)."""
-    assert lorat.default_dtype('cpu', training=True) == lorat.default_dtype('cpu', training=False) == 'fp32'
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: True)
-    assert lorat.default_dtype('cuda:1', training=True) == 'bf16' and lorat.default_dtype('cuda', training=False) == 'fp16'
-    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda including_emulation=True: including_emulation)
-    assert lorat.default_dtype('cuda:0', training=True) == 'fp16'  # emulated bf16 (a V100, a T4) does not count
-
-
-def test_sigterm_while_writing_leaves_no_tmp(tmp_path):
-    script = (f"import sys, time; sys.path.insert(0, {ROOT!r}); import lorat\n"
-              f"def slow(tmp):\n    open(tmp, 'w').write('half'); print('writing', flush=True); time.sleep(30)\n"
-              f"lorat.write_atomic({str(tmp_path / 'out.txt')!r}, slow)\n")
-    p = subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == 'writing'
-    p.terminate()
-    assert p.wait(timeout=20) != 0
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_activation_checkpointing_gives_the_same_gradients_with_drop_path_and_saves_less():

@@ -12,6 +12,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import common  # noqa: E402
 import lorat  # noqa: E402
 import train  # noqa: E402
 
@@ -169,7 +170,7 @@ def test_without_weights_a_size_takes_dinov2_from_the_hub_cache(tmp_path, monkey
     run_dir, _ = train.main([*TINY, '--size', 'S', '--res', '112', '--data', 'synthetic', '--epochs', '1',
                              '--val-samples', '0', '--out', str(tmp_path), '--name', 's'])
     c = ckpt(tmp_path, 's')
-    assert c['weights'] == str(cached) and c['weights_sha256'] == lorat.file_sha256(cached)
+    assert c['weights'] == str(cached) and c['weights_sha256'] == common.file_sha256(cached)
     assert c['config']['lora_rank'] == lorat.SIZES['S'].lora_rank
     assert c['model'] and all('.lora.' in k or k.startswith(('head.', 'token_type_embed')) for k in c['model'])
     assert lorat.load_model(os.path.join(run_dir, 'export.pt')).cfg.size == 'S'
@@ -216,14 +217,14 @@ def test_ctrl_c_saves_this_step_and_prints_the_resume_command(tmp_path):
 
 
 def test_a_second_ctrl_c_stops_at_once_and_an_echo_does_not():
-    stop = train.CtrlC(echo_s=60)  # torchrun's forwarded copy of the same press arrives within the window
+    stop = common.CtrlC(echo_s=60)  # torchrun's forwarded copy of the same press arrives within the window
     try:
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)
         assert stop.requested
     finally:
         stop.restore()
-    stop = train.CtrlC(echo_s=0)
+    stop = common.CtrlC(echo_s=0)
     try:
         signal.raise_signal(signal.SIGTERM)  # a scheduler's notice asks for the same clean stop
         assert stop.requested
@@ -276,7 +277,7 @@ def test_checkpoint_names_its_backbone_by_absolute_path_and_hash(tmp_path, monke
     fake_dinov2(tmp_path / 'dino.pth')
     run(tmp_path, 'lora', '--weights', 'dino.pth', '--epochs', '1', '--val-samples', '0')  # relative, as typed
     c, path = ckpt(tmp_path, 'lora'), str(tmp_path / 'lora' / 'ckpt.pt')
-    assert c['weights'] == str(tmp_path / 'dino.pth') and c['weights_sha256'] == lorat.file_sha256('dino.pth')
+    assert c['weights'] == str(tmp_path / 'dino.pth') and c['weights_sha256'] == common.file_sha256('dino.pth')
     elsewhere = tmp_path / 'elsewhere'
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -308,13 +309,6 @@ def test_export_merges_a_cpu_copy_and_leaves_the_model_alone(tmp_path):
     with torch.no_grad():
         (s, b), (s_ref, b_ref) = merged(z, x, z_mask), model(z, x, z_mask)
     assert torch.allclose(s, s_ref, atol=1e-4) and torch.allclose(b, b_ref, atol=1e-5)
-
-
-def test_loader_workers_per_rank_count_the_ranks_of_this_node(monkeypatch):
-    monkeypatch.setattr(os, 'cpu_count', lambda: 64)  # the machine's cores: not what the job was given
-    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(16)))  # the job's CPU affinity
-    assert train.default_workers('cuda:3', local_world=8) == 2  # 8 ranks share this job's 16 cores
-    assert train.default_workers('cuda:0', local_world=1) == 8 and train.default_workers('cpu', 1) == 1
 
 
 def test_deterministic_flag_turns_on_deterministic_kernels(monkeypatch):
@@ -397,23 +391,12 @@ def test_a_resumed_run_keeps_its_thread_count(tmp_path, monkeypatch, capsys):
     try:
         train.main(flags)
         first = ckpt(tmp_path, 'r')['args']['threads']
-        assert first == lorat.available_cpus() and f"({first} threads + 0 loader workers)" in capsys.readouterr().out
+        assert first == common.available_cpus() and f"({first} threads + 0 loader workers)" in capsys.readouterr().out
         monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: set(range(first + 5)))  # another machine or job
         train.main(flags + ['--resume', str(tmp_path / 'r')])
         assert f"({first} threads + 0 loader workers)" in capsys.readouterr().out
     finally:
         torch.set_num_threads(threads)
-
-
-def test_the_loader_counts_as_busy_only_when_the_model_would_outrun_it():
-    data_s, core = 0.010, 50e9  # 10 ms of a core per sample (the synthetic world), a 50 GFLOP/s core
-    tiny, big = lorat.build_model('T', lora_rank=0), lorat.build_model('S', 224, lora_rank=0)
-    assert train.train_flops(tiny) == 6 * sum(p.numel() for p in tiny.parameters()) * (4 * 4 + 8 * 8)
-    assert train.loader_is_busy(data_s, train.train_flops(tiny) / core, cores=2, workers=1)  # ~10 ms per sample
-    assert not train.loader_is_busy(data_s, train.train_flops(big) / core, cores=2, workers=1)  # ~0.85 s per sample
-    assert not train.loader_is_busy(data_s, train.train_flops(tiny) / core, cores=2, workers=0)
-    assert train.default_threads(1, busy_loader=True) == max(1, lorat.available_cpus() - 1)
-    assert train.default_threads(1, busy_loader=False) == lorat.available_cpus()
 
 
 # ----------------------------------------------------------------------------- bad inputs

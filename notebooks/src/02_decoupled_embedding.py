@@ -39,6 +39,7 @@ DINOV2 = os.environ.get('LORAT_DINOV2')  # optional: a real DINOv2 checkpoint
 ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
 RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
 sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
+import common  # noqa: E402
 import data  # noqa: E402
 import lorat  # noqa: E402
 import synthetic  # noqa: E402
@@ -323,7 +324,7 @@ SHORT = ['--epochs', 1, '--samples-per-epoch', STEPS * BATCH, '--batch-size', BA
 MEASURE = {'MALLOC_MMAP_THRESHOLD_': '65536'}  # peak RSS then follows live tensors, not the allocator's history
 
 backbone_t = lorat.default_backbone('T')
-sha_t = lorat.file_sha256(backbone_t)
+sha_t = common.file_sha256(backbone_t)
 runs = {}  # (row name, seed) -> what the run trained and moved
 t_start = time.time()
 for seed in SEEDS:

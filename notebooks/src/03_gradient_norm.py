@@ -40,6 +40,7 @@ ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
 RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
 OUT = RUNS / 'notebook03'
 sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
+import common  # noqa: E402
 import lorat  # noqa: E402
 import train  # noqa: E402
 from nbhelp import contrast, ema, rel, train_run, verdict, where  # noqa: E402  (see notebooks/nbhelp.py)
@@ -69,7 +70,7 @@ where(lorat.load_dinov2, show=False)
 backbone = DINOV2 or lorat.default_backbone('T')
 shipped = lorat.read_state_dict(backbone)
 size = lorat.size_of_state_dict(shipped)
-print(f"backbone: {rel(backbone)} (sha256 {lorat.file_sha256(backbone)[:12]}...), ViT-{size}: "
+print(f"backbone: {rel(backbone)} (sha256 {common.file_sha256(backbone)[:12]}...), ViT-{size}: "
       f"{len(shipped)} tensors, {sum(v.numel() for v in shipped.values()) / 1e6:.2f}M numbers, "
       f"position grid {tuple(shipped['pos_embed'].shape)} = (1, 1 + n*n, C)")
 weights_flags = ('--weights', DINOV2, '--size', size) if DINOV2 else ()  # else train.py's default: the shipped one
@@ -131,7 +132,7 @@ model = lorat.build_model(size, lora_rank=0)  # the backbone as train.py loads i
 lorat.load_dinov2(model, backbone)
 base = model.state_dict()
 merged_into = {f'{n}.weight' for n, m in model.named_modules() if isinstance(m, lorat.Linear) and n.startswith('blocks.')}
-sha = lorat.file_sha256(backbone)
+sha = common.file_sha256(backbone)
 checks['backbone'] = {}
 for head in HEADS:
     run = OUT / f'lora-{head}-seed{SEEDS[0]}'

@@ -38,6 +38,7 @@ VIDEO, INIT = os.environ.get('LORAT_VIDEO'), os.environ.get('LORAT_INIT')
 ROOT = Path.cwd().parent if Path.cwd().name == 'notebooks' else Path.cwd()
 RUNS = Path(os.environ.get('LORAT_RUNS', ROOT / 'runs')).resolve()
 sys.path[:0] = [str(ROOT), str(ROOT / 'notebooks')]  # the project's scripts, and nbhelp.py
+import common  # noqa: E402
 import data  # noqa: E402
 import lorat  # noqa: E402
 import synthetic  # noqa: E402
@@ -241,7 +242,7 @@ if VIDEO:
     annotated = RUNS / 'notebook04' / (Path(VIDEO).stem + '_lorat.mp4')
     annotated.parent.mkdir(parents=True, exist_ok=True)
     user_boxes, user_scores, seconds = track.track(tracker, track.Frames(VIDEO), str(annotated),
-                                                   init=lorat.box_xywh(INIT), progress=False)
+                                                   init=common.box_xywh(INIT), progress=False)
     print(f"{len(user_boxes)} frames, {len(user_boxes) / seconds:.1f} fps end to end; annotated video: {rel(annotated)}")
     checks['video_frames'] = len(user_boxes)
     picks = set(np.linspace(0, len(user_boxes) - 1, 4).round().astype(int))
