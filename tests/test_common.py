@@ -1,5 +1,6 @@
 """Tests of common.py: files written whole, cores and loader workers, devices, precision, timing, command-line values."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -142,3 +143,22 @@ def test_checked_argument_types_refuse_bad_values_in_one_line(kind, text):
         parser.parse_args(['--flag=' + text])
     message = str(e.value.code)
     assert message.startswith('error: argument --flag: ') and '\n' not in message, message
+
+
+def test_a_second_ctrl_c_stops_at_once_and_an_echo_does_not():
+    stop = common.CtrlC(echo_s=60)  # torchrun's forwarded copy of the same press arrives within the window
+    try:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested
+    finally:
+        stop.restore()
+    stop = common.CtrlC(echo_s=0)
+    try:
+        signal.raise_signal(signal.SIGTERM)  # a scheduler's notice asks for the same clean stop
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    finally:
+        stop.restore()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -216,25 +216,6 @@ def test_ctrl_c_saves_this_step_and_prints_the_resume_command(tmp_path):
         assert torch.equal(a['model'][k], b['model'][k]), k
 
 
-def test_a_second_ctrl_c_stops_at_once_and_an_echo_does_not():
-    stop = common.CtrlC(echo_s=60)  # torchrun's forwarded copy of the same press arrives within the window
-    try:
-        signal.raise_signal(signal.SIGINT)
-        signal.raise_signal(signal.SIGINT)
-        assert stop.requested
-    finally:
-        stop.restore()
-    stop = common.CtrlC(echo_s=0)
-    try:
-        signal.raise_signal(signal.SIGTERM)  # a scheduler's notice asks for the same clean stop
-        assert stop.requested
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)
-    finally:
-        stop.restore()
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-
-
 def test_ctrl_c_under_torchrun_saves_every_rank_at_one_step(tmp_path):
     """The terminal's Ctrl-C hits the whole process group: torchrun's agent and both ranks."""
     env = {**os.environ, 'PYTHONPATH': ROOT}
