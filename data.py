@@ -534,7 +534,9 @@ def crop_regions(W, H, s, t, size):
 
 def crop(image, s, t, size, fill, read=None):
     """LoRAT's crop: one bilinear resample (align_corners=False, no antialiasing, also when shrinking) of the
-    whole-pixel source region into the whole-pixel crop region, the rest filled with `fill` (C,).
+    whole-pixel source region into the whole-pixel crop region, the rest filled with `fill` (C,), or with
+    `fill()` when fill is a function: called only if the window has padding (a costly fill is then made only
+    where it shows).
 
     image: a (C, H, W) tensor, uint8 or float in 0..255 (or only its shape, with `read(x1, y1, x2, y2) ->
     (C, h, w)` reading that part: the synthetic world renders just that). The crop is made on fill's device.
@@ -542,9 +544,11 @@ def crop(image, s, t, size, fill, read=None):
     (out size) / (source size) per axis; every box into or out of this crop must go through them."""
     C, H, W = image.shape if torch.is_tensor(image) else image
     read = read or (lambda x1, y1, x2, y2: image[:, y1:y2, x1:x2])
+    out, src = crop_regions(W, H, s, t, size)
+    if callable(fill):  # without padding every fill pixel is overwritten
+        fill = fill() if out != (0, 0, size, size) or src[2] <= src[0] or src[3] <= src[1] else torch.zeros(C)
     fill = torch.as_tensor(fill, dtype=torch.float32)
     result = fill.view(C, 1, 1).repeat(1, size, size)  # (C, S, S)
-    out, src = crop_regions(W, H, s, t, size)
     ow, oh, iw, ih = out[2] - out[0], out[3] - out[1], src[2] - src[0], src[3] - src[1]
     if min(ow, oh, iw, ih) <= 0:  # the window misses the image: all padding, the window as it was
         return result, np.asarray(s, np.float64), np.asarray(t, np.float64)

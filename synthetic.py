@@ -15,14 +15,14 @@ tight box of the target's visible pixels, and whether it is visible).
 import io
 import math
 from collections.abc import Sequence as _ListLike
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from data import LUMA, Sequence, as_tensor, crop, crop_regions
+from data import LUMA, Sequence, as_tensor, crop
 
 PHOTOS = Path(__file__).resolve().parent / 'photos'
 # The photos (sources and licences: photos/README.md), split once: training clips and stills are made of
@@ -547,15 +547,13 @@ class Footage(Scene):
     def crops(self, i, params, sizes):
         """Crops of frame i rendered straight from the photos: `crop` reads each window's source region
         (whole frame pixels) rendered at frame resolution, so no full frame is drawn; the padding is the
-        frame's mean color (`mean_color`), worked out only when a window reaches outside the frame
+        frame's mean color (`mean_color`), worked out once and only when a window reaches outside the frame
         -> [(crop (3, S, S) float32, s', t')]."""
         W, H = self.size
         shape = torch.Size((3, H, W))  # the frame, never drawn whole
         read = lambda x1, y1, x2, y2: as_tensor(self.render(i, (x1, y1, x2, y2), (x2 - x1, y2 - y1)))  # (3, h, w)
-        windows = list(zip(params, sizes))
-        padded = any(_pads(W, H, s, t, size) for (s, t), size in windows)
-        fill = self.mean_color(i) if padded else torch.zeros(3)  # without padding every fill pixel is overwritten
-        return [crop(shape, s, t, size, fill, read) for (s, t), size in windows]
+        fill = cache(lambda: self.mean_color(i))  # one rendering for all the windows
+        return [crop(shape, s, t, size, fill, read) for (s, t), size in zip(params, sizes)]
 
     def mean_color(self, i):
         """Frame i's mean color, from an 8x coarser rendering: the padding of its crops -> float32 (3,)."""
@@ -595,12 +593,6 @@ class Footage(Scene):
         gain = 1 + depth * math.sin(2 * np.pi * cycles * i / max(self.length, 1) + phase)
         # img * gain, clipped to 255: blend's extrapolation from black, in C (a 768-entry LUT costs more)
         return Image.blend(Image.new('RGB', img.size), img, gain) if depth else img
-
-
-def _pads(W, H, s, t, size):
-    """Does `crop` fill any pixel of this window with padding (part of it outside the W x H frame)?"""
-    out, src = crop_regions(W, H, s, t, size)
-    return out != (0, 0, size, size) or src[2] <= src[0] or src[3] <= src[1]
 
 
 # -----------------------------------------------------------------------------
