@@ -54,14 +54,14 @@ SIZES = {
     'g': Size(dim=1536, depth=40, num_heads=24, ffn='swiglu', drop_path=0.4, lora_rank=64),
 }
 # res -> (template px, search px, search area factor). 224 and 378 are the paper's; 112, 140 and 168 are
-# this project's CPU resolutions (112: the default of size T).
+# this project's CPU resolutions (140: the default of size T, 10x10 search tokens).
 RESOLUTIONS = {112: (56, 112, 4.0), 140: (70, 140, 4.0), 168: (84, 168, 4.0), 224: (112, 224, 4.0), 378: (196, 378, 5.0)}
 DINOV2_URL = 'https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{s}14/dinov2_vit{s}14_pretrain.pth'
 # size T has no DINOv2: its backbone (pre-trained on the synthetic world, in DINOv2's layout) ships here
 T_BACKBONE = Path(__file__).resolve().parent / 'weights' / 'lorat-T-backbone.pth'
-T_BACKBONE_REBUILD = ("restore it with `git checkout -- weights/`, or rebuild it: `python train.py --scratch --epochs 28 "
-                      "--samples-per-epoch 16384 --batch-size 32 --warmup-epochs 1 --augment on --val-samples 512 "
-                      "--name pretrain-T && python lorat.py --export-backbone runs/pretrain-T/export.pt "
+T_BACKBONE_REBUILD = ("restore it with `git checkout -- weights/`, or rebuild it: `python train.py --scratch --res 112 "
+                      "--epochs 28 --samples-per-epoch 16384 --batch-size 32 --warmup-epochs 1 --augment on "
+                      "--val-samples 512 --name pretrain-T && python lorat.py --export-backbone runs/pretrain-T/export.pt "
                       "weights/lorat-T-backbone.pth`")
 SHIPPED_T_BACKBONE = T_BACKBONE  # the file whose hash is checked on load (T_BACKBONE may point elsewhere in tests)
 # its sha256, as README.md states it ('The pretrained T backbone'): update both when the file is re-made
@@ -70,17 +70,17 @@ T_BACKBONE_SHA256 = '56ebd59a16861409b715caaeffd7a5f6343ccbb78b5e4ab902b62f3c11a
 
 @dataclass
 class ModelConfig:
-    """Everything that builds a model; the defaults are size T's at 112 px (make_config fills in a size's)."""
+    """Everything that builds a model; the defaults are size T's at 140 px (make_config fills in a size's)."""
     size: str = 'T'
-    res: int = 112
+    res: int = 140
     dim: int = 128
     depth: int = 4
     num_heads: int = 4
     ffn: str = 'mlp'             # 'mlp' (GELU, 4x) or 'swiglu' (size g)
     drop_path: float = 0.0       # stochastic depth at the last block, linear in depth
     patch_size: int = 14
-    template_size: int = 56      # template crop, px
-    search_size: int = 112       # search crop, px
+    template_size: int = 70      # template crop, px
+    search_size: int = 140       # search crop, px
     template_factor: float = 2.0  # SiamFC crop: side = sqrt((w + p)(h + p)), p = (factor - 1)(w + h) / 2 (data.py)
     search_factor: float = 4.0
     head: str = 'mlp'            # 'mlp' (LoRAT) or 'conv' (OSTrack-style, the paper's comparison)
@@ -111,7 +111,7 @@ def make_config(size='T', res=None, **overrides):
     """The ModelConfig of a size at a resolution; unknown names fail with the list of valid ones."""
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(SIZES)}")
-    res = (112 if size == 'T' else 224) if res is None else int(res)
+    res = (140 if size == 'T' else 224) if res is None else int(res)
     if res not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {res}: choose one of {', '.join(map(str, RESOLUTIONS))}")
     template_size, search_size, search_factor = RESOLUTIONS[res]

@@ -97,7 +97,7 @@ def parser():
                                   "the case: LoRAT's recipe (sizes S to g), size T's, or --scratch's.")
     g = p.add_argument_group("model: size, backbone, the paper's ablations")
     g.add_argument('--size', type=lorat.size_name, default='T', help="T, S, B, L or g (default %(default)s)")
-    g.add_argument('--res', type=lorat.resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default: 112 for T, else 224)")
+    g.add_argument('--res', type=lorat.resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default: 140 for T, else 224)")
     g.add_argument('--weights', default=None, help="backbone file in DINOv2's layout (default: the public dinov2_vit{s,b,l,g}14_pretrain.pth "
                                                    "from torch hub's cache, downloaded there if absent; size T: weights/lorat-T-backbone.pth)")
     g.add_argument('--scratch', action='store_true', help="no pretrained backbone: train every parameter from random init")

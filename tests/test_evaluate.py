@@ -324,7 +324,7 @@ def tiny_export(path, seed):
     previous box again (the target stays found while it moves slowly), seed 1 a box half its size."""
     import lorat
     torch.manual_seed(seed)
-    model = lorat.build_model('T', lora_rank=0)
+    model = lorat.build_model('T', 112, lora_rank=0)  # 8x8 search tokens: the ltrb below are of that grid
     ltrb = torch.tensor([0.0625, 0.0625, 0.1875, 0.1875]) if seed == 0 else torch.tensor([0.0, 0.0, 0.0625, 0.0625])
     with torch.no_grad():  # the tracker picks the center cell (3, 3) of 8x8 (flat score, Hann window): its box
         model.head.cls_mlp.layers[2].weight.zero_()

@@ -147,7 +147,7 @@ def test_missing_and_corrupt_videos_fail_clearly(world, tmp_path):
 
 def test_checkpoint_resolution_mismatch_fails_clearly(world):
     r = run_cli(world['video'], '--weights', world['weights'], '--init', world['init'], '--res', 224)
-    assert r.returncode != 0 and 'T-112' in r.stderr and 'Traceback' not in r.stderr
+    assert r.returncode != 0 and 'T-140' in r.stderr and 'Traceback' not in r.stderr
 
 
 def test_update_is_the_hann_blended_argmax(world):
@@ -218,7 +218,7 @@ def test_the_kept_box_stays_when_the_target_leaves_the_frame():
     first = empty[0]
     assert kept[first][0][2] > 0 and np.array_equal(kept[first][0], kept[first - 1][0])  # the previous kept box
     assert all(np.array_equal(kept[k][0], kept[first][0]) for k in empty)  # and it stays while the result is empty
-    assert np.allclose(tracker.search_params()[0], data.crop_params(kept[first][0], 4.0, 112)[0])  # its window
+    assert np.allclose(tracker.search_params()[0], data.crop_params(kept[first][0], 4.0, tracker.cfg.search_size)[0])  # its window
     assert min(kept[first][0][2:]) > 10  # a normal window, not one around a sliver at the border
 
 

@@ -120,7 +120,7 @@ def test_torchrun_two_ranks_end_with_identical_weights(tmp_path):
 
 def test_resuming_a_checkpoint_of_another_size_fails_clearly(tmp_path):
     run(tmp_path, 'small', '--epochs', '1')
-    with pytest.raises(SystemExit, match=r"cannot resume .* T-112 .* S-224"):
+    with pytest.raises(SystemExit, match=r"cannot resume .* T-140 .* S-224"):
         run(tmp_path, 'small', '--epochs', '1', '--size', 'S', '--data', 'synthetic', '--resume', str(tmp_path / 'small'))
     with pytest.raises(SystemExit, match=r"--batch-size 8 vs 16"):
         run(tmp_path, 'small', '--epochs', '1', '--batch-size', '16', '--resume', str(tmp_path / 'small'))
@@ -332,12 +332,18 @@ def test_default_recipe_trains_lora_type_table_and_head_on_the_shipped_backbone(
     assert not args.scratch and args.weights is None and args.lora_rank == 16 and args.size == 'T'
     assert args.data == 'synthetic,synthetic_stills' and args.data_weights == '3,1'
     run_dir, model = run_default(tmp_path, 'default', '--epochs', '1', '--warmup-epochs', '0')
+    # T's resolution, chosen by measurement (RESULTS.md): search 140 px = 10x10 tokens, template 70 px = 5x5
+    cfg = model.cfg
+    assert (cfg.res, cfg.search_size, cfg.template_size) == (140, 140, 70)
+    assert (cfg.search_grid, cfg.template_grid) == (10, 5)
+    score, boxes = model.eval()(torch.zeros(1, 3, 70, 70), torch.zeros(1, 3, 140, 140), torch.ones(1, 5, 5, dtype=torch.long))
+    assert score.shape[-2:] == (10, 10) and boxes.shape[-3:] == (10, 10, 4)  # one score and box per search token
     shipped = torch.load(lorat.T_BACKBONE, map_location='cpu', weights_only=True)
     ours = model.state_dict()
     for k, v in shipped.items():  # every backbone tensor is the file's, after the steps
         if k in ('cls_token', 'mask_token'):
             continue
-        want = v[:, 1:] if k == 'pos_embed' else v
+        want = lorat.resize_pos_embed(v[:, 1:], cfg.search_grid) if k == 'pos_embed' else v  # the 8x8 grid, resized once
         assert torch.equal(ours[k], want), k
     trained = set(ckpt(tmp_path, 'default')['model'])
     assert any('.lora.' in k for k in trained) and 'token_type_embed' in trained

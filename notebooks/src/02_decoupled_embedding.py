@@ -290,8 +290,8 @@ checks['decoupled_trains_pos'] = 'pos_embed' in trainable(model)
 # ## 8. The ablation, measured on the shipped backbone, over 3 seeds
 #
 # Each row is three short `train.py` runs, one per seed: the paper's recipe on
-# `weights/lorat-T-backbone.pth` at 112 px (`python train.py` with no arguments, shortened) plus the
-# row's flags, nothing else changed. A seed fixes the sequence of training pairs (`data.TrainingPairs`)
+# `weights/lorat-T-backbone.pth` at 112 px (`python train.py --res 112`, shortened: these runs were
+# measured before the default became 140 px) plus the row's flags, nothing else changed. A seed fixes the sequence of training pairs (`data.TrainingPairs`)
 # and the initial values, so the rows of one seed see the same pairs, and differ only by the row's
 # design. 240 steps of batch 16 per run (quick mode: 2 of 4). Then `evaluate.py run` tracks 32
 # held-out clips of 100 frames (quick: 2 of 10), made of photos that no training clip uses
@@ -319,7 +319,7 @@ VARIANTS = {  # row name -> (row, train.py flags)
     'full': ('⑤ full fine-tuning', ['--full-finetune']),
 }
 # size T's steps are bound by making the training pairs, so on 2 cores: 2 data workers, 1 thread for the model
-SHORT = ['--epochs', 1, '--samples-per-epoch', STEPS * BATCH, '--batch-size', BATCH, '--warmup-epochs', 0.05,
+SHORT = ['--res', 112, '--epochs', 1, '--samples-per-epoch', STEPS * BATCH, '--batch-size', BATCH, '--warmup-epochs', 0.05,
          '--val-samples', 0, '--log-every', 10 ** 6, *(['--workers', 0] if QUICK else ['--workers', 2, '--threads', 1])]
 MEASURE = {'MALLOC_MMAP_THRESHOLD_': '65536'}  # peak RSS then follows live tensors, not the allocator's history
 

@@ -73,7 +73,8 @@ size = lorat.size_of_state_dict(shipped)
 print(f"backbone: {rel(backbone)} (sha256 {common.file_sha256(backbone)[:12]}...), ViT-{size}: "
       f"{len(shipped)} tensors, {sum(v.numel() for v in shipped.values()) / 1e6:.2f}M numbers, "
       f"position grid {tuple(shipped['pos_embed'].shape)} = (1, 1 + n*n, C)")
-weights_flags = ('--weights', DINOV2, '--size', size) if DINOV2 else ()  # else train.py's default: the shipped one
+res = None if DINOV2 else 112  # the shipped backbone at 112 px, as these runs were measured (the default is now 140)
+weights_flags = ('--weights', DINOV2, '--size', size) if DINOV2 else ('--res', str(res))  # else the shipped one
 
 # %% [markdown]
 # ## 2. The two models
@@ -128,7 +129,7 @@ checks['steps'] = {h: [len(logs[h][s]) for s in SEEDS] for h in HEADS}
 # model from the file + `ckpt.pt` (`lorat.load_model`) gives the export's backbone back.
 
 # %%
-model = lorat.build_model(size, lora_rank=0)  # the backbone as train.py loads it, nothing trained
+model = lorat.build_model(size, res, lora_rank=0)  # the backbone as train.py loads it, nothing trained
 lorat.load_dinov2(model, backbone)
 base = model.state_dict()
 merged_into = {f'{n}.weight' for n, m in model.named_modules() if isinstance(m, lorat.Linear) and n.startswith('blocks.')}
