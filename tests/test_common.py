@@ -67,7 +67,7 @@ def test_loader_workers_per_rank_count_the_ranks_of_this_node(monkeypatch):
 
 def test_the_loader_counts_as_busy_only_when_the_model_would_outrun_it():
     data_s, core = 0.010, 50e9  # 10 ms of a core per sample (the synthetic world), a 50 GFLOP/s core
-    tiny, big = lorat.build_model('T', lora_rank=0), lorat.build_model('S', 224, lora_rank=0)
+    tiny, big = lorat.build_model('T', 112, lora_rank=0), lorat.build_model('S', 224, lora_rank=0)  # T-112: 4x4 + 8x8 tokens
     assert common.train_flops(tiny) == 6 * sum(p.numel() for p in tiny.parameters()) * (4 * 4 + 8 * 8)
     assert common.loader_is_busy(data_s, common.train_flops(tiny) / core, cores=2, workers=1)  # ~10 ms per sample
     assert not common.loader_is_busy(data_s, common.train_flops(big) / core, cores=2, workers=1)  # ~0.85 s per sample

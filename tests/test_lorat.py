@@ -317,7 +317,7 @@ def test_dinov2_checkpoint_loads_strictly(tmp_path):
     torch.testing.assert_close(ours['blocks.1.ls2.gamma'], sd['blocks.1.ls2.gamma'])
     expected_pos = lorat.resize_pos_embed(sd['pos_embed'][:, 1:], model.cfg.search_grid)
     torch.testing.assert_close(ours['pos_embed'], expected_pos)
-    assert ours['pos_embed'].shape == (1, 8 * 8, 128)
+    assert ours['pos_embed'].shape == (1, model.cfg.search_grid ** 2, 128) == (1, 10 * 10, 128)  # T-140's search grid
 
 
 @pytest.mark.parametrize('damage, message', [
