@@ -684,7 +684,7 @@ def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, 
     return rows
 
 
-TRACKING_MODELS = [('T', 112, 'fp32'), ('T', 112, 'bf16'), ('B', 224, 'fp32'), ('B', 224, 'bf16')]
+TRACKING_MODELS = [('T', 140, 'fp32'), ('T', 140, 'bf16'), ('B', 224, 'fp32'), ('B', 224, 'bf16')]
 VIDEO_SIZE = (640, 360)
 
 
@@ -734,12 +734,12 @@ def print_tracking_speed(rows, device):
               f"outside the forward {r['outside_forward'] * 100:4.1f}% of the time")
 
 
-DATA_CROPS = [(56, 112, 4.0), (112, 224, 4.0)]  # template px, search px, search area factor: T-112's and B-224's
+DATA_CROPS = [(70, 140, 4.0), (112, 224, 4.0)]  # template px, search px, search area factor: T-140's and B-224's
 
 
 def data_speed(samples=640, workers=(0,), clips=32):
     """Training pairs per second (data.pipeline_speed) of the default data, synthetic clips and stills 3:1, at
-    T-112's and B-224's crops; the `clips` clips made and annotated first, as a run does once (the steady state)."""
+    T-140's and B-224's crops; the `clips` clips made and annotated first, as a run does once (the steady state)."""
     clips = data.open_dataset('synthetic', split='train', num=clips)
     for clip in clips:
         clip.boxes  # made and annotated before the clock starts

@@ -282,7 +282,7 @@ def test_the_speed_test_times_tracking_end_to_end_and_the_data_pipeline(capsys):
     assert row['model'] == 'T-112' and row['dtype'] == 'fp32' and row['frames'] == 3 and row['fps'] > 0
     assert row['forward_ms'] > 0 and 0 < row['outside_forward'] < 1
     tables = ev.main(['efficiency', '--parts', 'data', '--samples', '32'])
-    assert list(tables) == ['data'] and [r['crops'] for r in tables['data']] == ['56/112', '112/224']
+    assert list(tables) == ['data'] and [r['crops'] for r in tables['data']] == ['70/140', '112/224']
     assert all(r['samples_per_s'] > 0 and r['workers'] == 0 for r in tables['data'])
     out = capsys.readouterr().out
     assert 'training data pipeline' in out and 'samples/s' in out and 'tracking end to end' not in out
