@@ -684,7 +684,8 @@ def efficiency(sizes, resolutions, device='cpu', fps=True, warmup=10, iters=50, 
     return rows
 
 
-TRACKING_MODELS = [('T', 140, 'fp32'), ('T', 140, 'bf16'), ('B', 224, 'fp32'), ('B', 224, 'bf16')]
+T_RES = lorat.DEFAULT_RES['T']  # the speed tables time T at its default resolution
+TRACKING_MODELS = [('T', T_RES, 'fp32'), ('T', T_RES, 'bf16'), ('B', 224, 'fp32'), ('B', 224, 'bf16')]
 VIDEO_SIZE = (640, 360)
 
 
@@ -734,12 +735,12 @@ def print_tracking_speed(rows, device):
               f"outside the forward {r['outside_forward'] * 100:4.1f}% of the time")
 
 
-DATA_CROPS = [(70, 140, 4.0), (112, 224, 4.0)]  # template px, search px, search area factor: T-140's and B-224's
+DATA_CROPS = [lorat.RESOLUTIONS[T_RES], lorat.RESOLUTIONS[224]]  # template px, search px, search area factor
 
 
 def data_speed(samples=640, workers=(0,), clips=32):
     """Training pairs per second (data.pipeline_speed) of the default data, synthetic clips and stills 3:1, at
-    T-140's and B-224's crops; the `clips` clips made and annotated first, as a run does once (the steady state)."""
+    T's and B-224's crops; the `clips` clips made and annotated first, as a run does once (the steady state)."""
     clips = data.open_dataset('synthetic', split='train', num=clips)
     for clip in clips:
         clip.boxes  # made and annotated before the clock starts

@@ -53,9 +53,9 @@ SIZES = {
     'L': Size(dim=1024, depth=24, num_heads=16, ffn='mlp', drop_path=0.1, lora_rank=64),
     'g': Size(dim=1536, depth=40, num_heads=24, ffn='swiglu', drop_path=0.4, lora_rank=64),
 }
-# res -> (template px, search px, search area factor). 224 and 378 are the paper's; 112, 140 and 168 are
-# this project's CPU resolutions (140: the default of size T, 10x10 search tokens).
+# res -> (template px, search px, search area factor). 224 and 378 are the paper's; 112, 140 and 168 the CPU's.
 RESOLUTIONS = {112: (56, 112, 4.0), 140: (70, 140, 4.0), 168: (84, 168, 4.0), 224: (112, 224, 4.0), 378: (196, 378, 5.0)}
+DEFAULT_RES = {'T': 140, 'S': 224, 'B': 224, 'L': 224, 'g': 224}  # when none is given; T's 10x10 tokens: RESULTS.md
 DINOV2_URL = 'https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{s}14/dinov2_vit{s}14_pretrain.pth'
 # size T has no DINOv2: its backbone (pre-trained on the synthetic world, in DINOv2's layout) ships here
 T_BACKBONE = Path(__file__).resolve().parent / 'weights' / 'lorat-T-backbone.pth'
@@ -111,7 +111,7 @@ def make_config(size='T', res=None, **overrides):
     """The ModelConfig of a size at a resolution; unknown names fail with the list of valid ones."""
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}: choose one of {', '.join(SIZES)}")
-    res = (140 if size == 'T' else 224) if res is None else int(res)
+    res = DEFAULT_RES[size] if res is None else int(res)
     if res not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {res}: choose one of {', '.join(map(str, RESOLUTIONS))}")
     template_size, search_size, search_factor = RESOLUTIONS[res]
