@@ -114,6 +114,33 @@ def cached_sha256(path):
         _SHA_CACHE[key] = file_sha256(path)
     return _SHA_CACHE[key]
 
+
+def write_text_atomic(path, text):
+    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_mp4(path, frames, fps=30):
+    """uint8 (H,W,3) frames -> H.264 mp4 (libx264, yuv420p), odd sizes cropped to even; atomic."""
+    import av
+
+    def write(tmp):
+        with av.open(str(tmp), 'w', format='mp4') as out:
+            stream = None
+            for frame in frames:
+                h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+                if stream is None:
+                    stream = out.add_stream('libx264', rate=fps)
+                    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format='rgb24')))
+            if stream is not None:
+                out.mux(stream.encode())
+    write_atomic(path, write)
+
+
+def box_lines(boxes, digits=2):
+    """Comma-separated x,y,w,h, one line per frame (pytracking's and both servers' result format)."""
+    return ''.join(','.join(f"{v:.{digits}f}" for v in box) + '\n' for box in boxes)
+
 # -----------------------------------------------------------------------------
 # Cores: this process's share, the model's threads, the loader's workers
 
@@ -214,6 +241,12 @@ def median_seconds(fn, device='cpu', warmup=10, iters=50):
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}  # --dtype: the autocast precision
 
 
+def autocast(device, dtype):
+    """Autocast to `dtype` (a --dtype name or a torch dtype) on `device`, off for fp32: one code path for every precision."""
+    dtype = DTYPES.get(dtype, dtype)
+    return torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32)
+
+
 def default_dtype(device, training):
     """--dtype when not given: fp32 on the CPU (bf16 measured slower there). On a GPU, training: bf16 where it is
     in hardware (emulated bf16, a V100's or T4's, does not count), else fp16 with loss scaling; inference: fp16
@@ -223,6 +256,49 @@ def default_dtype(device, training):
     if not training:
         return 'fp16'
     return 'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'
+
+# -----------------------------------------------------------------------------
+# Progress: what is done, how fast, the ETA (training, tracking a video, tracking a dataset)
+
+
+def eta(seconds):
+    """'m:ss', or 'h:mm:ss' from an hour on: the one ETA format of the scripts."""
+    m, s = divmod(int(max(seconds, 0)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+class Progress:
+    """Tracking progress on stderr: frames done of `total` (None: not known), frames per second, ETA. One video:
+    `step(done)` after each frame rewrites one line, at most twice a second; `end()` ends it. A dataset
+    (evaluate.py): `finished(name, frames, seconds)` prints a line per sequence, `[k/N]` of N `sequences`."""
+
+    def __init__(self, total=None, sequences=None):
+        self.total, self.sequences = total, sequences
+        self.start, self.shown, self.frames, self.done = time.perf_counter(), 0.0, 0, 0
+
+    def rate(self, frames):
+        """Frames per second since the start, and '  ETA m:ss' when the total is known (else '')."""
+        fps = frames / max(time.perf_counter() - self.start, 1e-9)
+        return fps, f"  ETA {eta((self.total - frames) / max(fps, 1e-9))}" if self.total else ''
+
+    def step(self, done):
+        now = time.perf_counter()
+        if now - self.shown < 0.5 and done != self.total:
+            return
+        self.shown = now
+        fps, left = self.rate(done)
+        print(f"\rtracking: frame {done}" + (f"/{self.total}" if self.total else "") + f"  {fps:.1f} fps{left}   ",
+              end='', file=sys.stderr, flush=True)
+
+    def end(self):
+        if self.shown:  # end the updating line
+            print(file=sys.stderr)
+
+    def finished(self, name, frames, seconds):
+        self.done, self.frames = self.done + 1, self.frames + frames
+        _, left = self.rate(self.frames)
+        print(f"[{self.done}/{self.sequences}] {name}: {frames} frames, {frames / max(seconds, 1e-9):.1f} fps tracking{left}",
+              file=sys.stderr, flush=True)
 
 # -----------------------------------------------------------------------------
 # Stopping at a step boundary, and every RNG's state for an exact resume
@@ -292,14 +368,18 @@ class Parser(argparse.ArgumentParser):
 
 
 @contextlib.contextmanager
-def main_errors():
+def main_errors(ctrl_c="stopped (Ctrl-C)"):
     """Each script's `main` runs under this: a ValueError (a wrong value or file) or an OSError (a file missing,
     unreadable, unwritable) from the library ends the program with the one line `error: <message>` and status 1,
-    no traceback. The library itself never exits."""
+    no traceback; a Ctrl-C that reaches it, with the line `ctrl_c` (what was kept) and status 130, the shell's.
+    The library itself never exits."""
     try:
         yield
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
+    except KeyboardInterrupt:
+        print(ctrl_c, file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def _checked(convert, ok, want):

@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common import write_atomic
 from lorat import template_fg_mask
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -575,37 +574,6 @@ def standardize_crops(crops):
     mean = torch.tensor(IMAGENET_MEAN, device=crops.device).view(3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD, device=crops.device).view(3, 1, 1) * 255
     return (crops - mean) / std
-
-
-# -----------------------------------------------------------------------------
-# Writers: videos, result lines
-
-
-def write_mp4(path, frames, fps=30):
-    """uint8 (H,W,3) frames -> H.264 mp4 (libx264, yuv420p), odd sizes cropped to even; atomic."""
-    import av
-
-    def write(tmp):
-        with av.open(str(tmp), 'w', format='mp4') as out:
-            stream = None
-            for frame in frames:
-                h, w = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
-                if stream is None:
-                    stream = out.add_stream('libx264', rate=fps)
-                    stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
-                out.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame[:h, :w]), format='rgb24')))
-            if stream is not None:
-                out.mux(stream.encode())
-    write_atomic(path, write)
-
-
-def write_text_atomic(path, text):
-    write_atomic(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def box_lines(boxes, digits=2):
-    """Comma-separated x,y,w,h, one line per frame (pytracking's and both servers' result format)."""
-    return ''.join(','.join(f"{v:.{digits}f}" for v in box) + '\n' for box in boxes)
 
 
 # -----------------------------------------------------------------------------

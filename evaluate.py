@@ -1,5 +1,5 @@
 """
-Evaluate LoRAT on tracking benchmarks the way the papers do (one-pass evaluation, OPE), and time it.
+Evaluate LoRAT on tracking datasets the way the papers do (one-pass evaluation, OPE), and time it.
 
     python evaluate.py run --dataset lasot --root /data/LaSOT --weights runs/$(cat runs/latest)/export.pt
     python evaluate.py score --dataset lasot --root /data/LaSOT --results results/A results/B
@@ -60,7 +60,7 @@ def clean_results(pred, gt, dataset):
         raise ValueError("invalid result: NaN or negative width/height (pytracking refuses such files)")
     if np.isnan(gt).any():
         raise ValueError("ground truth has NaN boxes: this split's annotations are withheld "
-                         "(score it on the benchmark's server: `evaluate.py pack`)")
+                         "(score it on the dataset's evaluation server: `evaluate.py pack`)")
     for i in range(1, len(pred)):  # a box of zero w or h is the previous (already cleaned) box, frame 0 excepted
         if (pred[i, 2:] == 0).any():
             pred[i] = pred[i - 1]
@@ -396,13 +396,13 @@ def score(folders, sequences, dataset, split=None, report=None, skip_missing=Fal
 def write_report(report, trackers, dataset, got10k):
     """scores.json, per_sequence.csv and the plots."""
     summary = [{'name': t['name'], 'sequences': len(t['names']), **t['figures']} for t in trackers]
-    data.write_text_atomic(report / 'scores.json', json.dumps(summary, indent=1))
+    common.write_text_atomic(report / 'scores.json', json.dumps(summary, indent=1))
     rows = [row for t in trackers for row in per_sequence_rows(t, got10k)]
     table = io.StringIO()
     writer = csv.DictWriter(table, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    data.write_text_atomic(report / 'per_sequence.csv', table.getvalue())
+    common.write_text_atomic(report / 'per_sequence.csv', table.getvalue())
     if got10k:
         plot_got10k(report, trackers)
     else:
@@ -424,9 +424,9 @@ def server_files(dataset, name, boxes, times):
     """A sequence's files in the server's zip. GOT-10k test (the toolkit's layout): `<seq>/<seq>_001.txt` (repetition
     1, frame 0 included) and `<seq>/<seq>_time.txt` (the server's fps skips zeros). TrackingNet: `<seq>.txt`."""
     if dataset == 'got10k_test':
-        return {f"{name}/{name}_001.txt": data.box_lines(boxes, 3),
+        return {f"{name}/{name}_001.txt": common.box_lines(boxes, 3),
                 f"{name}/{name}_time.txt": ''.join(f"{t:.8f}\n" for t in times)}
-    return {f"{name}.txt": data.box_lines(boxes, 4)}
+    return {f"{name}.txt": common.box_lines(boxes, 4)}
 
 
 def read_times(result_path, n):
@@ -490,8 +490,8 @@ def write_sequence_result(out, name, boxes, times, dataset=None):
     """`<seq>_time.txt`, then `<seq>.txt`, the mark of a finished sequence, in the dataset's own convention
     (LaSOT: 1-based, as the authors write them)."""
     out = Path(out)
-    data.write_text_atomic(out / f"{name}_time.txt", ''.join(f"{t:.6f}\n" for t in times))
-    data.write_text_atomic(out / f"{name}.txt", data.box_lines(data.boxes_to_file(boxes, dataset)))
+    common.write_text_atomic(out / f"{name}_time.txt", ''.join(f"{t:.6f}\n" for t in times))
+    common.write_text_atomic(out / f"{name}.txt", common.box_lines(data.boxes_to_file(boxes, dataset)))
 
 
 def is_finished(out, seq):
@@ -550,7 +550,7 @@ def claim_result_folder(out, record, retrack=False, names=None):
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OSError(f"cannot make the result folder {out}: {common.write_error(e, out / 'x')}") from None
-    data.write_text_atomic(out / MODEL_RECORD, json.dumps(record, indent=1) + '\n')
+    common.write_text_atomic(out / MODEL_RECORD, json.dumps(record, indent=1) + '\n')
 
 
 # The worker processes: each opens the dataset (annotations only) and loads the tracker once.
@@ -588,7 +588,7 @@ def track_all(seqs, out, make_tracker, workers=1, spec=None, devices=('cpu',)):
     if len(todo) < len(seqs):
         print(f"resuming: {len(seqs) - len(todo)} of {len(seqs)} sequences already have results in {out}",
               file=sys.stderr)
-    progress = track.Progress(sum(len(s) for s in todo), len(todo))
+    progress = common.Progress(sum(len(s) for s in todo), len(todo))
     if workers <= 1 or len(todo) <= 1:
         tracker = make_tracker(devices[0]) if todo else None
         for seq in todo:
@@ -714,7 +714,7 @@ def tracking_speed(device='cpu', frames=20, models=TRACKING_MODELS):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, 'clip.mp4')
-        data.write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
+        common.write_mp4(video, (clip.frame(i) for i in range(len(clip))), 30)
         for size, res, dtype in models:
             tracker = track.Tracker(lorat.build_model(size, res, lora_rank=0), device, common.DTYPES[dtype])
             tracker.init(clip.frame(0), clip.boxes[0])
@@ -801,12 +801,12 @@ def speed_test(args):
     return tables
 
 
+# -----------------------------------------------------------------------------
 # Command line
 
 DATASETS = ['lasot', 'lasot_ext', 'got10k_val', 'got10k_test', 'trackingnet', 'tnl2k', 'otb', 'synthetic', 'custom']
-
-
 DEFAULT_SPLITS = {'lasot': 'test', 'trackingnet': 'test', 'synthetic': 'test'}  # LaSOT's 280 sequences; TEST
+
 
 def add_dataset_args(p):
     p.add_argument('--dataset', required=True, choices=DATASETS)
@@ -865,13 +865,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-@common.main_errors()  # a file that cannot be read or written, a bad annotation: one line
+# a file that cannot be read or written, a bad annotation: one line
+@common.main_errors(ctrl_c="stopped (Ctrl-C): finished sequences keep their results; the same command resumes")
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        return command(args)
-    except KeyboardInterrupt:
-        raise SystemExit("stopped (Ctrl-C): finished sequences keep their results; the same command resumes") from None
+    return command(parse_args(argv))
 
 
 def command(args):

@@ -24,8 +24,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 import common
 import lorat
-from data import (as_tensor, box_from_crop, box_lines, box_to_crop, crop, crop_params, image_mean, open_dataset,
-                  rgb_image, standardize_crops, write_mp4, write_text_atomic)
+from common import box_lines, write_mp4, write_text_atomic
+from data import (as_tensor, box_from_crop, box_to_crop, crop, crop_params, image_mean, open_dataset, rgb_image,
+                  standardize_crops)
 
 MIN_SIZE = 10  # px: the kept box's w and h are widened to >= 10 about its center before the search crop
 HANN_WEIGHT = 0.55  # s' = 0.55 * s + 0.45 * hann
@@ -54,7 +55,7 @@ class Tracker:
 
     def network(self, x):
         """The one-stream forward under autocast (fp32 weights), or plain fp32."""
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with common.autocast(self.device, self.dtype):
             logits, boxes = self.model(self.z, standardize_crops(x)[None], self.z_mask)
         return logits[0].float(), boxes[0].float()  # (H, W), (H, W, 4) normalized xyxy
 
@@ -228,7 +229,7 @@ def draw_box(frame):
     return np.array([x1, y1, x2 - x1, y2 - y1])
 
 # -----------------------------------------------------------------------------
-# Frames out: annotated H.264 mp4, strip picture, live view, progress line
+# Frames out: annotated H.264 mp4, strip picture, live view
 
 
 def font(height):
@@ -288,43 +289,6 @@ class LiveView:
         self.plt.pause(0.001)
 
 
-class Progress:
-    """Tracking progress on stderr: frames done of `total` (None: not known), frames per second, ETA. One video:
-    `step(done)` after each frame rewrites one line, at most twice a second; `end()` ends it. A dataset
-    (evaluate.py): `finished(name, frames, seconds)` prints a line per sequence, `[k/N]` of N `sequences`."""
-
-    def __init__(self, total=None, sequences=None):
-        self.total, self.sequences = total, sequences
-        self.start, self.shown, self.frames, self.done = time.perf_counter(), 0.0, 0, 0
-
-    def rate(self, frames):
-        """Frames per second since the start, and '  ETA m:ss' (h:mm:ss) when the total is known (else '')."""
-        fps = frames / max(time.perf_counter() - self.start, 1e-9)
-        if not self.total:
-            return fps, ''
-        m, s = divmod(int((self.total - frames) / max(fps, 1e-9)), 60)
-        return fps, f"  ETA {m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"  ETA {m}:{s:02d}"
-
-    def step(self, done):
-        now = time.perf_counter()
-        if now - self.shown < 0.5 and done != self.total:
-            return
-        self.shown = now
-        fps, eta = self.rate(done)
-        print(f"\rtracking: frame {done}" + (f"/{self.total}" if self.total else "") + f"  {fps:.1f} fps{eta}   ",
-              end='', file=sys.stderr, flush=True)
-
-    def end(self):
-        if self.shown:  # end the updating line
-            print(file=sys.stderr)
-
-    def finished(self, name, frames, seconds):
-        self.done, self.frames = self.done + 1, self.frames + frames
-        _, eta = self.rate(self.frames)
-        print(f"[{self.done}/{self.sequences}] {name}: {frames} frames, {frames / max(seconds, 1e-9):.1f} fps tracking{eta}",
-              file=sys.stderr, flush=True)
-
-
 # -----------------------------------------------------------------------------
 # The tracking run
 
@@ -334,7 +298,7 @@ def track(tracker, frames, out_path, init=None, fps=30, show=False, progress=Tru
     `init`: x,y,w,h of the first frame, None to draw it. -> boxes (T, 4), scores (T,), seconds."""
     boxes, scores = [], []
     view = LiveView() if show else None
-    bar = Progress(getattr(frames, 'count', None)) if progress else None
+    bar = common.Progress(getattr(frames, 'count', None)) if progress else None
     typeface = None
 
     def annotated():
@@ -480,12 +444,10 @@ def parse_args(argv=None):
     return args
 
 
-@common.main_errors()  # a damaged photo of the demo, an unreadable file: one line
+# a damaged photo of the demo, an unreadable file: one line; Ctrl-C: the half-written video is removed (write_atomic)
+@common.main_errors(ctrl_c="stopped (Ctrl-C): no output was written")
 def main(argv=None):
-    try:
-        return run(parse_args(argv))
-    except KeyboardInterrupt:  # Ctrl-C: the half-written video is removed (common.write_atomic)
-        raise SystemExit("stopped (Ctrl-C): no output was written") from None
+    return run(parse_args(argv))
 
 
 def run(args):

@@ -95,7 +95,15 @@ def parser():
     """train.py's flags. A default that depends on the case is None here, said in --help, and set by with_recipe."""
     p = common.Parser(description="Train LoRAT (see the module docstring for examples). Defaults that depend on "
                                   "the case: LoRAT's recipe (sizes S to g), size T's, or --scratch's.")
-    g = p.add_argument_group("model: size, backbone, the paper's ablations")
+    model_flags(p.add_argument_group("model: size, backbone, the paper's ablations"))
+    data_flags(p.add_argument_group("data"))
+    optimization_flags(p.add_argument_group("optimization: the recipe's"))
+    machinery_flags(p.add_argument_group("machinery"))
+    return p
+
+
+def model_flags(g):
+    """The model: size, resolution, backbone, and the paper's ablations."""
     g.add_argument('--size', type=lorat.size_name, default='T', help="T, S, B, L or g (default %(default)s)")
     g.add_argument('--res', type=lorat.resolution, default=None, help="112, 140, 168 (CPU sizes), 224 or 378 (default: 140 for T, else 224)")
     g.add_argument('--weights', default=None, help="backbone file in DINOv2's layout (default: the public dinov2_vit{s,b,l,g}14_pretrain.pth "
@@ -112,7 +120,10 @@ def parser():
     g.add_argument('--grad-checkpoint', action='store_true', help="activation checkpointing per block: keep only "
                    "each block's input, recompute the block in the backward pass: memory for compute (--benchmark "
                    "--grad-checkpoint prints both)")
-    g = p.add_argument_group("data")
+
+
+def data_flags(g):
+    """The training data: datasets, their root and weights, augmentation, validation, seed."""
     g.add_argument('--data', type=data_names, default=None, help="comma-separated: lasot,got10k,trackingnet,coco,synthetic,custom "
                                                 f"(default: {DEFAULT_DATA['T']} for size T, {PAPER_MIX} for the others)")
     g.add_argument('--data-root', default=None, help="the folder holding LaSOT/, GOT-10k/, TrackingNet/, COCO/ (default: $LORAT_DATA)")
@@ -127,7 +138,10 @@ def parser():
                                                                                 f"({by_recipe('val_samples')})")
     g.add_argument('--seed', type=common.seed_int, default=0, help="the seed of the training pairs, the initial weights and drop path "
                                                               "(default %(default)s)")
-    g = p.add_argument_group("optimization: the recipe's")
+
+
+def optimization_flags(g):
+    """The optimization: the recipe's schedule, batch, learning rate, decay and clipping."""
     g.add_argument('--epochs', type=common.positive_int, default=None,
                    help=f"{by_recipe('epochs')}; {GOT10K_EPOCHS} with LoRAT's on --data got10k (the GOT-10k protocol)")
     g.add_argument('--samples-per-epoch', type=common.positive_int, default=None, help=by_recipe('samples_per_epoch'))
@@ -141,7 +155,10 @@ def parser():
     g.add_argument('--clip', type=common.positive_float, default=None, help="grad clip (default 1.0; 0.1 when full fine-tuning)")
     g.add_argument('--layer-decay', type=common.unit_float, default=None, help="layer-wise lr decay (default 0.7 when full "
                                                                                 "fine-tuning, else 1.0: none)")
-    g = p.add_argument_group("machinery")
+
+
+def machinery_flags(g):
+    """The machinery: precision, devices, workers, run folder, checkpoints, logging, testing, --benchmark."""
     g.add_argument('--dtype', default=None, help="fp32, bf16 or fp16 (autocast; default bf16 on CUDA, fp16 with loss "
                                                  "scaling on a GPU without bf16, fp32 on the CPU)")
     g.add_argument('--device', default=None, help="cpu, cuda or cuda:N (default: cuda if available; under torchrun "
@@ -166,7 +183,6 @@ def parser():
     g.add_argument('--benchmark', action='store_true', help="LoRA vs full fine-tuning: step time and peak memory")
     g.add_argument('--bench-steps', type=common.positive_int, default=5, help="timed steps per mode (default %(default)s)")
     g.add_argument('--bench-mode', default=None, help=argparse.SUPPRESS)  # one mode, in a fresh process
-    return p
 
 
 def parse_args(argv=None):
@@ -367,7 +383,7 @@ def save_checkpoint(run_dir, model, optimizer, scaler, step, args, rngs):
                 scaler=scaler.state_dict(), step=step, rng=rngs, args=vars(args), weights=args.weights,
                 weights_sha256=args.weights_sha256)
     common.write_atomic(os.path.join(run_dir, 'ckpt.pt'), lambda tmp: torch.save(ckpt, tmp))
-    data.write_text_atomic(os.path.join(os.path.dirname(run_dir), 'latest'), os.path.basename(run_dir) + '\n')
+    common.write_text_atomic(os.path.join(os.path.dirname(run_dir), 'latest'), os.path.basename(run_dir) + '\n')
 
 
 def export(run_dir, model):
@@ -443,19 +459,25 @@ def setup(args):
         os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         torch.use_deterministic_algorithms(True)  # an op with no deterministic kernel stops the run, it never drifts
         torch.backends.cudnn.benchmark = False
-    device = common.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'),
-                                   local_rank if ddp else None)
-    if device.startswith('cuda'):
-        torch.cuda.set_device(device)  # first: whatever asks "the current GPU" must not open a context on GPU 0
-    elif args.threads:
-        torch.set_num_threads(args.threads)  # else chosen in train(), once the loader's work can be measured
-    args.dtype = args.dtype or common.default_dtype(device, training=True)
-    if args.dtype == 'fp16' and device == 'cpu':
-        raise ValueError("--dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
+    device = place(args, local_rank if ddp else None)
     if ddp:
         # rank 0 writes checkpoints while the others wait in the next collective: give it time
         dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo', timeout=datetime.timedelta(minutes=60))
     return ddp, rank, world, local_rank, device
+
+
+def place(args, local_rank=None):
+    """This process's device, its CPU threads when given (else chosen in `loader`, once the loader's work can be
+    measured) and --dtype's default. -> the device"""
+    device = common.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'), local_rank)
+    if device.startswith('cuda'):
+        torch.cuda.set_device(device)  # first: whatever asks "the current GPU" must not open a context on GPU 0
+    elif args.threads:
+        torch.set_num_threads(args.threads)
+    args.dtype = args.dtype or common.default_dtype(device, training=True)
+    if args.dtype == 'fp16' and device == 'cpu':
+        raise ValueError("--dtype fp16 is for GPUs without bf16 (with loss scaling); on the CPU use fp32 or bf16")
+    return device
 
 
 def resolve_weights(args, local_rank):
@@ -550,7 +572,7 @@ def start(args):
                                   betas=(0.9, 0.999), fused=True)  # one kernel for all tensors, CUDA and CPU
     # fp16 (GPUs without bf16) needs loss scaling, or small gradients flush to zero; off, it passes through
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=args.dtype == 'fp16')
-    ctx = torch.autocast(torch.device(device).type, dtype=common.DTYPES[args.dtype], enabled=args.dtype != 'fp32')
+    ctx = common.autocast(device, args.dtype)
     steps_per_epoch = args.samples_per_epoch // args.batch_size
     run = Run(args, ddp, rank, world, device, model, model, mode, optimizer, scaler, ctx, steps_per_epoch,
               total_steps=args.epochs * steps_per_epoch, warmup_steps=round(args.warmup_epochs * steps_per_epoch))
@@ -704,11 +726,10 @@ class Log:
         """The progress line at `record`'s step: its numbers, samples/s since this process started, the ETA."""
         step, elapsed = record['step'], time.time() - self.t0
         sps = (step - self.first) * batch_size / elapsed
-        eta = (total_steps - step) * batch_size / sps
         return (f"step {step}/{total_steps} ({100 * step / total_steps:.0f}%) ep {step / steps_per_epoch:.2f} | "
                 f"loss {record['loss']:.3f} (cls {record['cls']:.3f} reg {record['reg']:.3f}) iou {record['iou']:.3f} | "
                 f"lr {record['lr']:.2e} | gnorm {record['grad_norm']:.2f} | {sps:.0f} samples/s, "
-                f"{100 * self.waited / elapsed:.0f}% waiting for data | ETA {eta // 60:.0f}m{eta % 60:02.0f}s")
+                f"{100 * self.waited / elapsed:.0f}% waiting for data | ETA {common.eta((total_steps - step) * batch_size / sps)}")
 
 
 def report(run, log, val_set, epoch_end):
@@ -832,15 +853,8 @@ def train(args, argv=None):
 def benchmark_mode(args):
     """The median training step of one mode on random inputs, and its peak memory: one JSON line (printed in a
     fresh process, so that peak RSS is this mode's alone)."""
-    device = common.resolve_device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    cuda = torch.device(device).type == 'cuda'  # compared by type: 'cuda:0' is CUDA too
-    if cuda:
-        torch.cuda.set_device(device)
-    elif args.threads:
-        torch.set_num_threads(args.threads)
-    dtype = args.dtype or common.default_dtype(device, training=True)
-    if dtype == 'fp16' and not cuda:
-        raise ValueError("--dtype fp16 is for GPUs without bf16; on the CPU use fp32 or bf16")
+    device, dtype = place(args), args.dtype
+    cuda = device.startswith('cuda')
     torch.manual_seed(0)
     lora = args.bench_mode == 'lora'
     with torch.device(device):  # initialized where it runs: a ViT-g drawn on the CPU takes minutes
@@ -850,7 +864,7 @@ def benchmark_mode(args):
     optimizer = torch.optim.AdamW(param_groups(model, 0.1, 1.0), lr=1e-4)
     inputs = lorat.example_inputs(model.cfg, args.batch_size, device)
     gt = torch.tensor([[0.4, 0.4, 0.6, 0.6]], device=device).repeat(args.batch_size, 1)
-    ctx = torch.autocast(torch.device(device).type, dtype=common.DTYPES[dtype], enabled=dtype != 'fp32')
+    ctx = common.autocast(device, dtype)
     mode = args.bench_mode + (' + ckpt' if args.grad_checkpoint else '')
 
     def step():  # forward, loss, backward, AdamW
@@ -958,18 +972,15 @@ def benchmark(args):
     return res
 
 
-@common.main_errors()  # unknown size, resolution, head, dataset; a folder that cannot be made...: one line
+# unknown size, resolution, head, dataset; a folder that cannot be made...: one line; the second Ctrl-C too
+@common.main_errors(ctrl_c="stopped at once: --resume continues from the last checkpoint")
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        if args.bench_mode:
-            return benchmark_mode(args)
-        if args.benchmark:
-            return benchmark(args)
-        return train(args, argv)
-    except KeyboardInterrupt:  # the second Ctrl-C
-        print("stopped at once: --resume continues from the last checkpoint", file=sys.stderr)
-        raise SystemExit(130) from None
+    if args.bench_mode:
+        return benchmark_mode(args)
+    if args.benchmark:
+        return benchmark(args)
+    return train(args, argv)
 
 
 if __name__ == '__main__':

@@ -162,3 +162,27 @@ def test_a_second_ctrl_c_stops_at_once_and_an_echo_does_not():
     finally:
         stop.restore()
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_ctrl_c_reaching_a_scripts_main_is_one_line_and_the_shells_status_130(capsys):
+    @common.main_errors(ctrl_c="stopped (Ctrl-C): finished sequences keep their results")
+    def main():
+        raise KeyboardInterrupt
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 130
+    assert capsys.readouterr().err == "stopped (Ctrl-C): finished sequences keep their results\n"
+
+
+# ----------------------------------------------------------------------------- progress
+
+def test_one_eta_format_for_every_script_and_a_dataset_line_per_sequence(capsys, monkeypatch):
+    assert [common.eta(s) for s in (0, 59.9, 61, 3599, 3600, 7322, -5)] == \
+        ['0:00', '0:59', '1:01', '59:59', '1:00:00', '2:02:02', '0:00']
+    clock = iter([0.0, 10.0, 30.0])
+    monkeypatch.setattr(common.time, 'perf_counter', lambda: next(clock))
+    progress = common.Progress(total=300, sequences=2)  # starts at 0 s
+    progress.finished('a', 100, 5.0)  # 100 of 300 frames after 10 s: 10 fps, 200 frames left
+    progress.finished('b', 50, 5.0)  # 150 after 30 s: 5 fps, 150 left
+    err = capsys.readouterr().err.splitlines()
+    assert err == ['[1/2] a: 100 frames, 20.0 fps tracking  ETA 0:20', '[2/2] b: 50 frames, 10.0 fps tracking  ETA 0:30']

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
 import data  # noqa: E402
 import synthetic  # noqa: E402
 from lorat import template_fg_mask  # noqa: E402
@@ -449,7 +450,7 @@ def test_loader_workers_give_the_same_samples():
 def test_write_mp4_round_trip(tmp_path):
     import av
     clip = synthetic.synthetic_clip(2_000_003, 12, size=(97, 64))  # odd width: cropped to even
-    data.write_mp4(tmp_path / 'clip.mp4', (clip.frame(i) for i in range(len(clip))), fps=10)
+    common.write_mp4(tmp_path / 'clip.mp4', (clip.frame(i) for i in range(len(clip))), fps=10)
     with av.open(str(tmp_path / 'clip.mp4')) as f:
         frames = [fr.to_ndarray(format='rgb24') for fr in f.decode(video=0)]
         codec = f.streams.video[0].codec_context.name
@@ -461,7 +462,7 @@ def test_the_speed_measure_is_a_rate():
     assert data.pipeline_speed([[canvas(50, 4)]], [1], 28, 56, 4.0, samples=8, workers=0, batch=4) > 0
 
 
-# ----------------------------------------------------------------------------- issue 22: bad inputs
+# ----------------------------------------------------------------------------- bad inputs: one line each, nothing half-written
 
 def got10k_val(root, gt, frames=3):
     for i in range(frames):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
 import data  # noqa: E402
 import evaluate as ev  # noqa: E402
 
@@ -240,7 +241,7 @@ def test_resumed_run_skips_finished(tmp_path, capsys):
     capsys.readouterr()
     done = ev.track_all(seqs, tmp_path, lambda device: FakeTracker())
     assert done == [seqs[2].name] and len(FakeTracker.inits) == 3  # 2 before the crash + 1 resumed
-    err = capsys.readouterr().err  # track.Progress: a line per sequence, the ETA of what is left (nothing)
+    err = capsys.readouterr().err  # common.Progress: a line per sequence, the ETA of what is left (nothing)
     assert 'resuming: 2 of 3' in err and f"[1/1] {seqs[2].name}: 4 frames" in err and 'ETA 0:00' in err, err
     assert ev.track_all(seqs, tmp_path, lambda device: FakeTracker()) == []
     assert len(ev.read_results(tmp_path / f"{seqs[0].name}.txt")) == 4
@@ -509,7 +510,7 @@ def test_the_readme_train_track_evaluate_commands_work_as_written(tmp_path):
     clip = np.array([[120 + 2 * i, 80 + i, 60, 40] for i in range(8)], dtype=np.float64)
     write_frames(tmp_path / 'frames', clip, size=(320, 240))
     from PIL import Image
-    data.write_mp4(str(tmp_path / 'video.mp4'), (np.asarray(Image.open(p)) for p in sorted((tmp_path / 'frames').iterdir())))
+    common.write_mp4(str(tmp_path / 'video.mp4'), (np.asarray(Image.open(p)) for p in sorted((tmp_path / 'frames').iterdir())))
 
     def run(argv):
         argv = [str(tmp_path / 'data') + a[len('/data'):] if a.startswith('/data') else a for a in argv]
@@ -533,7 +534,7 @@ def test_the_readme_train_track_evaluate_commands_work_as_written(tmp_path):
     assert 'AUC' in out.stdout and '(2 seqs)' in out.stdout
 
 
-# ----------------------------------------------------------------------------- issue 22: bad inputs
+# ----------------------------------------------------------------------------- bad inputs: one line each, nothing half-written
 
 def got10k_val_tree(root, gt_text, frames=3, name='seq1'):
     write_frames(root / 'val' / name, [(10, 10, 20, 20)] * frames, size=(64, 48))

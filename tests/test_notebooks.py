@@ -146,11 +146,11 @@ def test_03_gradient_norm(tmp_path):
 
 def test_04_tracking(tmp_path):
     sys.path.insert(0, ROOT)
-    import data
+    import common
     import synthetic
     clip = synthetic.synthetic_clip(7, length=6)
     video = tmp_path / 'user.mp4'  # "the user's video" branch
-    data.write_mp4(str(video), (clip.frame(i) for i in range(len(clip))), 30)
+    common.write_mp4(str(video), (clip.frame(i) for i in range(len(clip))), 30)
     init = ','.join(f'{v:.1f}' for v in clip.boxes[0])
     c = run_quick('04_tracking', tmp_path, LORAT_VIDEO=str(video), LORAT_INIT=init)
     assert c['frames'] == 20 and 0 <= c['mean_iou'] <= 1

@@ -15,7 +15,8 @@ sys.path.insert(0, ROOT)
 import lorat  # noqa: E402
 import track  # noqa: E402
 import data  # noqa: E402
-from data import box_to_crop, write_mp4  # noqa: E402
+from common import write_mp4  # noqa: E402
+from data import box_to_crop  # noqa: E402
 from synthetic import synthetic_clip  # noqa: E402
 
 FRAMES = 10
@@ -339,7 +340,7 @@ def test_strip_shows_evenly_spaced_annotated_frames_side_by_side(world, tmp_path
     assert Image.open(tmp_path / 'tall.png').size == (3 * 320, 240)  # 3 frames only; each scaled to 240 px high
 
 
-# ----------------------------------------------------------------------------- issue 22: bad inputs
+# ----------------------------------------------------------------------------- bad inputs: one line each, nothing half-written
 
 def test_out_and_boxes_naming_one_file_is_refused(world, tmp_path):
     same = tmp_path / 'same.mp4'

@@ -12,8 +12,8 @@
 # through `train.py` (`--head mlp` vs `--head conv`), once per seed (3 seeds; a seed fixes the
 # initial values and the sequence of training pairs, and both heads see the same ones). The headline
 # plot is **the paper's measure**: the total L2 norm of all trainable parameters' gradients, before
-# clipping, per step — what the authors' trainer logs (the value `clip_grad_norm_` returns; see
-# `shared/LORAT_FACTS.md`, "Gradient norm"), and what `train.py` logs as `grad_norm` in its
+# clipping, per step — what the authors' trainer logs (the value `clip_grad_norm_` returns, in
+# github.com/LitingLin/LoRAT), and what `train.py` logs as `grad_norm` in its
 # JSON-lines log. Its split into parameter groups follows as this notebook's own analysis. The backbone:
 #
 # * the shipped `weights/lorat-T-backbone.pth` (`lorat.T_BACKBONE`): a size-T ViT (128 wide, 4 blocks)

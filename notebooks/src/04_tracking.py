@@ -185,7 +185,7 @@ checks['score_map_shape'] = list(maps[rows[0]]['score_map'].shape)
 
 # %% [markdown]
 # Over the whole clip: the IoU with the ground truth and the confidence $s$ per frame (grey: frames
-# where the target is absent, which the benchmarks exclude).
+# where the target is absent: they have no IoU, and OPE scoring counts them as failures).
 
 # %%
 fig, ax = plt.subplots(figsize=(10, 2.6))
