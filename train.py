@@ -902,7 +902,7 @@ def saved_bytes_per_block(size, tokens, batch=1, lora_rank=64):
         return t
 
     x = torch.randn(batch, tokens, cfg.dim, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), common.autocast('cpu', 'bf16'):
         block(x)
     return sum(saved.values())
 
