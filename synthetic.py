@@ -50,6 +50,10 @@ LOWRES, JPEG_QUALITY = (1.5, 3.0), (10, 40)  # resolution 1.5-3x below the frame
 # Motion blur: an object moving more than 5 % of the frame's short side in one frame (the target in about
 # one frame of eight) is smeared over EXPOSURE of its step (a shutter open half the frame time).
 FAST, EXPOSURE = 0.05, 0.5
+# Real objects turn in the image plane (a swinging bag, a tilting head, a car on a bend), and their tight
+# box widens and narrows as they do. TURN of the targets (and of their look-alikes) swing about a tilt of
+# up to TILT radians by an amplitude drawn from SWING (6-34 degrees), with a period of 20-100 frames.
+TURN, TILT, SWING = 0.5, 0.3, (0.1, 0.6)
 
 
 # -----------------------------------------------------------------------------
@@ -143,11 +147,13 @@ def cut_object(rng, photo, pw, ph, source=None, recolor=None):
 
 class Cutout:
     """One pasted object: an RGBA patch, its box per frame (track (T, 4): cx, cy, w, h in frame pixels)
-    and, sometimes, a soft shadow cast at an offset (fractions of its box) with a strength in [0, 1].
-    A step of more than `fast` frame pixels between frames smears it (motion blur)."""
+    turned about its centre by `spin` (T,) radians (None: upright) and, sometimes, a soft shadow cast at an
+    offset (fractions of its box) with a strength in [0, 1]. A step of more than `fast` frame pixels between
+    frames smears it (motion blur)."""
 
-    def __init__(self, patch, track, shadow=None, fast=math.inf):
+    def __init__(self, patch, track, shadow=None, fast=math.inf, spin=None):
         self.patch, self.track, self.fast = patch, track, fast
+        self.spin = np.zeros(len(track)) if spin is None else spin
         self.alpha = patch.getchannel('A')  # a matte resamples this one channel: 4x less work than the RGBA
         self.area = np.asarray(self.alpha, np.float32).mean() / 255  # mask area / box area
         self.shadow = None
@@ -159,12 +165,12 @@ class Cutout:
     def draw(self, img, t, grid, fill=None):
         """Paste frame t's drawing into img, a PIL image whose pixel (u, v) shows frame point
         (x0 + u sx, y0 + v sy), grid = (x0, y0, sx, sy); `fill` paints the mask one color (a matte)."""
-        smear = self.smear(t)
+        smear, angle = self.smear(t), self.spin[t]
         if self.shadow is not None and fill is None:
             dx, dy, shade = self.shadow
             w, h = self.track[t, 2:]
-            _paste(img, shade, self.track[t] + [dx * w, dy * h, 0, 0], grid, 0, smear)
-        _paste(img, self.patch if fill is None else self.alpha, self.track[t], grid, fill, smear)
+            _paste(img, shade, self.track[t] + [dx * w, dy * h, 0, 0], grid, 0, smear, angle)
+        _paste(img, self.patch if fill is None else self.alpha, self.track[t], grid, fill, smear, angle)
 
     def smear(self, t):
         """Motion blur at frame t: box-blur radii (x, y, frame pixels) as long as EXPOSURE of the step from
@@ -178,21 +184,22 @@ class Cutout:
 
 class Figure:
     """The target: 1-4 parts (Cutouts) that move with the object's box (`track`, which holds every
-    part in every frame) and sway against each other. Drawn as one: its mask is the union of its parts'
-    masks; `area` (mask area / box area) is measured at frame 0."""
+    part in every frame), turn with it (`spin`, as the parts') and sway against each other. Drawn as one:
+    its mask is the union of its parts' masks; `area` (mask area / box area) is measured at frame 0."""
 
     def __init__(self, parts, track, dark=None):
-        self.parts, self.track = parts, track
+        self.parts, self.track, self.spin = parts, track, parts[0].spin
         self.dark = dark  # (the part in shadow, its gain) or None
         self.shadow = parts[0].shadow  # only the first part casts one
         self.area = parts[0].area if len(parts) == 1 else self._area()
 
     def _area(self, n=64):
-        """Mask area / box area at frame 0: the parts drawn on an n x n grid over the box."""
+        """Mask area / box area at frame 0: the parts drawn on an n x n grid over the turned box's hull."""
         cx, cy, w, h = self.track[0]
+        hw, hh = hull(w, h, self.spin[0])
         img = Image.new('L', (n, n), 0)
-        self.draw(img, 0, (cx - w / 2, cy - h / 2, w / n, h / n), 255)
-        return np.asarray(img, np.float32).mean() / 255
+        self.draw(img, 0, (cx - hw, cy - hh, 2 * hw / n, 2 * hh / n), 255)
+        return np.asarray(img, np.float32).mean() / 255 * 4 * hw * hh / (w * h)
 
     def draw(self, img, t, grid, fill=None):
         """Draw the parts in order (later parts in front), as Cutout.draw."""
@@ -200,24 +207,36 @@ class Figure:
             part.draw(img, t, grid, fill)
 
 
-def _paste(img, patch, box, grid, fill=None, smear=(0.0, 0.0)):
-    """Resample `patch` onto the box (cx, cy, w, h, frame pixels) through the output grid and paste it
-    (an RGBA patch by its alpha; an L patch as the mask of color `fill`). Only the pixels it covers.
-    `smear`: motion blur radii (frame pixels), blurred at output resolution (a crop blurs few pixels) over
-    a margin beyond the box and the image, so that the smear is neither cut off nor dimmed at borders."""
+def hull(w, h, angle):
+    """Half the sides of the upright box around a w x h box turned by `angle` radians -> (hw, hh)."""
+    c, s = abs(math.cos(angle)), abs(math.sin(angle))
+    return (w * c + h * s) / 2, (w * s + h * c) / 2
+
+
+def _paste(img, patch, box, grid, fill=None, smear=(0.0, 0.0), angle=0.0):
+    """Resample `patch` onto the box (cx, cy, w, h, frame pixels) turned by `angle` radians about its centre,
+    through the output grid, and paste it (an RGBA patch by its alpha; an L patch as the mask of color
+    `fill`). Only the pixels it covers. `smear`: motion blur radii (frame pixels), blurred at output
+    resolution (a crop blurs few pixels) over a margin beyond the box and the image, so that the smear is
+    neither cut off nor dimmed at borders."""
     cx, cy, w, h = box
     x0, y0, sx, sy = grid
     W, H = img.size
     rx, ry = smear[0] / sx, smear[1] / sy  # in output pixels
     mx, my = math.ceil(rx), math.ceil(ry)
-    bx0, by0 = cx - w / 2, cy - h / 2
-    u0, v0 = max(math.floor((bx0 - x0) / sx) - mx, -mx), max(math.floor((by0 - y0) / sy) - my, -my)
-    u1, v1 = min(math.ceil((bx0 + w - x0) / sx) + mx, W + mx), min(math.ceil((by0 + h - y0) / sy) + my, H + my)
+    hw, hh = hull(w, h, angle)
+    u0, v0 = max(math.floor((cx - hw - x0) / sx) - mx, -mx), max(math.floor((cy - hh - y0) / sy) - my, -my)
+    u1, v1 = min(math.ceil((cx + hw - x0) / sx) + mx, W + mx), min(math.ceil((cy + hh - y0) / sy) + my, H + my)
     if max(u0, 0) >= min(u1, W) or max(v0, 0) >= min(v1, H):
         return
     pw, ph = patch.size
-    # output pixel u -> frame x0 + u sx -> patch (x - bx0) pw / w: one affine resample
-    coeffs = (sx * pw / w, 0, (x0 + u0 * sx - bx0) * pw / w, 0, sy * ph / h, (y0 + v0 * sy - by0) * ph / h)
+    # output pixel (u, v) -> frame point (x0 + u sx, y0 + v sy) -> turned back about the box centre by
+    # -angle -> patch pixel ((x' + w/2) pw / w, (y' + h/2) ph / h): one affine resample
+    c, s = math.cos(angle), math.sin(angle)
+    X, Y = x0 + u0 * sx - cx, y0 + v0 * sy - cy  # output pixel (0, 0) from the centre
+    kx, ky = pw / w, ph / h
+    coeffs = (kx * c * sx, kx * s * sy, kx * (c * X + s * Y + w / 2),
+              -ky * s * sx, ky * c * sy, ky * (-s * X + c * Y + h / 2))
     part = patch.transform((u1 - u0, v1 - v0), Image.AFFINE, coeffs, Image.BILINEAR)
     if mx or my:
         part = _smeared(part, rx, ry).crop((-min(u0, 0), -min(v0, 0), min(u1, W) - u0, min(v1, H) - v0))
@@ -331,12 +350,24 @@ def _sway(rng, n, k, amp):
     return a * np.sin(2 * np.pi * t / rng.uniform(8, 30) + rng.uniform(0, 2 * np.pi, (k, 2)))
 
 
-def _part_track(track, unit, sway):
+def _part_track(track, unit, sway, spin):
     """A part's boxes (n, 4) from the object's `track`, the part's box in it (`unit`: cx, cy, w, h) and
-    its sway (n, 2), both in units of the object's box."""
+    its sway (n, 2), both in units of the object's box, and the object's turn `spin` (n,): the part's
+    centre turns about the object's."""
     cx, cy, w, h = track.T
-    return np.column_stack([cx + (unit[0] + sway[:, 0] - .5) * w, cy + (unit[1] + sway[:, 1] - .5) * h,
-                            unit[2] * w, unit[3] * h])
+    dx, dy = (unit[0] + sway[:, 0] - .5) * w, (unit[1] + sway[:, 1] - .5) * h
+    c, s = np.cos(spin), np.sin(spin)
+    return np.column_stack([cx + c * dx - s * dy, cy + s * dx + c * dy, unit[2] * w, unit[3] * h])
+
+
+def _spin(rng, n):
+    """(n,) an object's turn in the image plane, radians: upright, or (TURN of them) a swing of amplitude
+    SWING and a period of 20-100 frames about a tilt of up to TILT."""
+    if rng.uniform() >= TURN:
+        return np.zeros(n)
+    t = np.arange(n)
+    swing = rng.uniform(*SWING) * np.sin(2 * np.pi * t / rng.uniform(20, 100) + rng.uniform(0, 2 * np.pi))
+    return rng.uniform(-TILT, TILT) + swing
 
 
 def _host_box(rng):
@@ -398,14 +429,16 @@ class Scene:
     """What a clip shows, drawn once from its seed: a target of 1-4 parts cut from different photos
     (irregular soft masks, shading, one part sometimes in shadow) swaying against each other, sometimes a
     part of a larger object that moves with it, moving with scale change and bursts of speed (smeared when
-    fast) over a panning, zooming, slightly rotating view of another photo; look-alikes cut near the
-    target in its photos; objects of other photos that cross its path, above or below it; sometimes an
-    occluding bar; excursions out of view; flickering light; sometimes a camera of low resolution or
-    strong compression. `photos` is the photo split it is made of ('train' or 'held_out')."""
+    fast), half of the time turning in the image plane, over a panning, zooming, slightly rotating view of
+    another photo; look-alikes cut near the target in its photos; objects of other photos that cross its
+    path, above or below it; sometimes an occluding bar; excursions out of view; flickering light;
+    sometimes a camera of low resolution or strong compression. `photos` is the photo split it is made
+    of ('train' or 'held_out')."""
 
     def __init__(self, seed, length, size, photos):
         self.seed, self.size, self.length, self.photos = seed, tuple(size), length, photos
         rng = np.random.default_rng([seed, 1])
+        self.turns = np.random.default_rng([seed, 2])  # the objects' turns: the other draws stay as they were
         pool = PHOTO_SPLIT[photos]
         self.background = pool[rng.integers(len(pool))]
         self._camera_path(rng, load_photo(self.background).size)
@@ -440,12 +473,12 @@ class Scene:
         k = 1 + rng.choice(4, p=PARTS)
         self.target_photos = _target_photos(rng, pool, self.background, k)
         self.layout, self.amp = _part_layout(rng, k, h >= w), (rng.uniform(.02, .08) if k > 1 else 0.0)
-        self.target, self.cuts = self._figure(rng, self.target_photos, track)
+        self.target, self.cuts = self._figure(rng, self.target_photos, track, _spin(self.turns, self.length))
 
-    def _figure(self, rng, photos, track, like=None):
+    def _figure(self, rng, photos, track, spin, like=None):
         """A Figure of self.layout's parts cut from `photos`, laid out inside track's box shrunk by the sway
-        (so that swaying parts stay in it); one part of two or more darkened half the time. `like`: each
-        part's (source, recolor) of a figure to look like (cut near it, recolored alike).
+        (so that swaying parts stay in it), turned by `spin`; one part of two or more darkened half the time.
+        `like`: each part's (source, recolor) of a figure to look like (cut near it, recolored alike).
         -> (Figure, each part's (source, recolor))."""
         a = self.amp
         units = self.layout * (1 - 2 * a) + [a, a, 0, 0]
@@ -454,13 +487,13 @@ class Scene:
         dark = rng.integers(len(units)) if len(units) > 1 and rng.uniform() < .5 else None
         parts, cuts, gain = [], [], None
         for k, (name, unit) in enumerate(zip(photos, units)):
-            part, photo = _part_track(track, unit, sway[:, k]), load_photo(name)
+            part, photo = _part_track(track, unit, sway[:, k], spin), load_photo(name)
             source, recolor = (None, None) if like is None else (_near(rng, like[k][0], photo.size), like[k][1])
             patch, source, recolor = cut_object(rng, photo, *_patch_size(part), source, recolor)
             if k == dark:
                 gain = rng.uniform(.35, .7)
                 patch = _darkened(patch, gain)
-            parts.append(Cutout(patch, part, _shadow(rng) if k == 0 else None, self.fast))
+            parts.append(Cutout(patch, part, _shadow(rng) if k == 0 else None, self.fast, spin))
             cuts.append((source, recolor))
         return Figure(parts, track, None if dark is None else (int(dark), gain)), cuts
 
@@ -470,7 +503,8 @@ class Scene:
         W, H = self.size
         for _ in range(rng.choice([0, 1, 1, 2])):
             w, h = _fit(*self.target.track[0, 2:] * rng.uniform(.75, 1.3), W, H)
-            look, _ = self._figure(rng, self.target_photos, _trajectory(rng, self.length, W, H, w, h), self.cuts)
+            path, spin = _trajectory(rng, self.length, W, H, w, h), _spin(self.turns, self.length)
+            look, _ = self._figure(rng, self.target_photos, path, spin, self.cuts)
             (self.above if rng.uniform() < .3 else self.below).append(look)
 
     def _passers_by(self, rng, pool):
@@ -486,12 +520,13 @@ class Scene:
     def _host(self, rng, pool):
         """The larger object the target is a part of (a body under a head, a car around a wheel): cut from
         a photo other than the background's, its box in units of the target's (_host_box) swaying by up to
-        4 % against it, so it moves with the target; drawn under it, outside the target's box."""
+        4 % against it, so it moves and turns with the target; drawn under it, outside the target's box."""
         name = str(rng.choice([p for p in pool if p != self.background]))
         self.photo_names.add(name)
-        track = _part_track(self.target.track, _host_box(rng), _sway(rng, self.length, 1, .04)[:, 0])
+        spin = self.target.spin
+        track = _part_track(self.target.track, _host_box(rng), _sway(rng, self.length, 1, .04)[:, 0], spin)
         patch, _, _ = cut_object(rng, load_photo(name), *_patch_size(track))
-        return Cutout(patch, track, _shadow(rng), self.fast)
+        return Cutout(patch, track, _shadow(rng), self.fast, spin)
 
     def _camera_quality(self, rng):
         """The camera (CAMERA): sharp, or a resolution LOWRES times below the frame's (drawn small, shown
@@ -624,15 +659,16 @@ class SyntheticClip(Footage, Sequence):
         return self._visible
 
     def _annotate(self):
-        """Box = the tight box of the target's visible mask (>= 0.5) in the matte of its own patch region;
-        frames where less than 15 % of it shows are absent and keep the whole object's box."""
+        """Box = the tight box of the target's visible mask (>= 0.5) in the matte of its own region (the
+        hull of its turned box); frames where less than 15 % of it shows are absent and keep that hull."""
         W, H = self.size
         boxes, visible = np.zeros((self.length, 4)), np.zeros(self.length, bool)
         for t in range(self.length):
             cx, cy, w, h = self.target.track[t]
-            x0, y0 = max(math.floor(cx - w / 2), 0), max(math.floor(cy - h / 2), 0)
-            x1, y1 = min(math.ceil(cx + w / 2), W), min(math.ceil(cy + h / 2), H)
-            boxes[t] = cx - w / 2, cy - h / 2, w, h
+            hw, hh = hull(w, h, self.target.spin[t])
+            x0, y0 = max(math.floor(cx - hw), 0), max(math.floor(cy - hh), 0)
+            x1, y1 = min(math.ceil(cx + hw), W), min(math.ceil(cy + hh), H)
+            boxes[t] = cx - hw, cy - hh, 2 * hw, 2 * hh
             if x0 >= x1 or y0 >= y1:
                 continue
             matte = self.matte(t, (x0, y0, x1, y1)) >= 128

@@ -1,5 +1,6 @@
 """synthetic.py: the photographic world: deterministic clips, disjoint splits, tight boxes of the visible
 target, its difficulties, its crops."""
+import math
 import os
 import sys
 
@@ -145,6 +146,14 @@ def tight_box(mask):
     return np.array([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()])
 
 
+def upright(track, figure):
+    """Box centres of `track` (n, 4) relative to the figure's centre, turned back by the figure's spin: in
+    the axes of the figure's own (upright) box -> (n, 2)."""
+    d = track[:, :2] - figure.track[:, :2]
+    c, s = np.cos(figure.spin), np.sin(figure.spin)
+    return np.column_stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]])
+
+
 def test_a_target_of_parts_is_boxed_by_all_its_visible_parts_which_sway():
     """A target of 2-4 parts: its box is the tight box of the union of its parts' visible pixels (not
     one part's), and the parts move against each other inside the object's box."""
@@ -157,12 +166,15 @@ def test_a_target_of_parts_is_boxed_by_all_its_visible_parts_which_sway():
             union = coverage(clip, clip.target.parts, i) >= .5
             assert np.abs(tight_box(union) - clip.boxes[i]).max() <= 1, (clip.seed, i)
             wider_than_a_part += all(np.abs(tight_box(p) - clip.boxes[i]).max() > 2 for p in parts if p.any())
-        first = clip.target.parts[0].track
+        target = clip.target.track
+        first = upright(clip.target.parts[0].track, clip.target)
         for part in clip.target.parts:
-            x0, y0 = (part.track[:, :2] - part.track[:, 2:] / 2 - clip.target.track[:, :2] + clip.target.track[:, 2:] / 2).T
-            x1, y1 = (part.track[:, :2] + part.track[:, 2:] / 2 - clip.target.track[:, :2] - clip.target.track[:, 2:] / 2).T
+            centre, size = upright(part.track, clip.target), part.track[:, 2:]
+            x0, y0 = (centre - size / 2 + target[:, 2:] / 2).T
+            x1, y1 = (centre + size / 2 - target[:, 2:] / 2).T
             assert min(x0.min(), y0.min()) > -1e-6 and max(x1.max(), y1.max()) < 1e-6  # inside the object's box
-        sway = [np.ptp((p.track[:, :2] - first[:, :2]) / clip.target.track[:, 2:], axis=0).max() for p in clip.target.parts[1:]]
+            assert np.array_equal(part.spin, clip.target.spin)  # turned with it
+        sway = [np.ptp((upright(p.track, clip.target) - first) / target[:, 2:], axis=0).max() for p in clip.target.parts[1:]]
         assert max(sway) > .01  # a gait, a swing
     assert wider_than_a_part >= 10
 
@@ -196,7 +208,8 @@ def test_a_target_that_is_part_of_a_larger_object_is_boxed_alone():
     shows_outside = 0
     for clip in clips:
         target, host = clip.target.track, clip.host.track
-        assert np.ptp((host[:, :2] - target[:, :2]) / target[:, 2:], axis=0).max() <= .08 + 1e-6  # sways 4 % each way
+        assert np.ptp(upright(host, clip.target) / target[:, 2:], axis=0).max() <= .08 + 1e-6  # sways 4 % each way
+        assert np.array_equal(clip.host.spin, clip.target.spin)  # turns with it
         assert np.allclose(host[:, 2:] / target[:, 2:], host[0, 2:] / target[0, 2:])  # scales with it
         assert (host[:, 2:] >= 1.5 * target[:, 2:] - 1e-6).all()
         for i in np.flatnonzero(clip.visible)[::4]:
@@ -207,6 +220,49 @@ def test_a_target_that_is_part_of_a_larger_object_is_boxed_alone():
             rest[y:y + h, x:x + w] = False
             shows_outside += rest.sum() > 20
     assert shows_outside >= 15
+
+
+def test_a_turned_object_is_drawn_turned_and_boxed_by_its_upright_hull():
+    """A solid 60 x 20 bar of two parts (its left and right halves) turned by 30 degrees covers the turned
+    rectangle (its inside, not its corners' outside): the parts' centres turn as their pixels do. Its
+    tight box is the hull of the turned rectangle (`hull`)."""
+    angle, w, h = math.radians(30), 60.0, 20.0
+    track, spin = np.array([[100., 80., w, h]]), np.array([angle])
+    halves = [synthetic.Cutout(Image.new('RGBA', (30, 20), (200, 50, 50, 255)),
+                               synthetic._part_track(track, unit, np.zeros((1, 2)), spin), spin=spin)
+              for unit in ([.25, .5, .5, 1], [.75, .5, .5, 1])]
+    img = Image.new('L', (200, 160), 0)
+    synthetic.Figure(halves, track).draw(img, 0, (0, 0, 1.0, 1.0), 255)
+    mask = np.asarray(img) >= 128
+    hw, hh = synthetic.hull(w, h, angle)
+    assert np.abs(tight_box(mask) - [100 - hw, 80 - hh, 2 * hw, 2 * hh]).max() <= 1.5
+    v, u = np.mgrid[0:160, 0:200] + .5
+    along = (u - 100) * math.cos(angle) + (v - 80) * math.sin(angle)  # in the bar's own axes
+    across = -(u - 100) * math.sin(angle) + (v - 80) * math.cos(angle)
+    inside = (np.abs(along) < w / 2 - 1) & (np.abs(across) < h / 2 - 1)
+    outside = (np.abs(along) > w / 2 + 1) | (np.abs(across) > h / 2 + 1)
+    assert mask[inside].all() and not mask[outside].any()
+    assert abs(mask.sum() - w * h) < .05 * w * h  # the bar's area, not its hull's
+
+
+def test_half_of_the_targets_turn_and_their_boxes_follow():
+    """TURN of the targets swing in the image plane about a tilt (within TILT + SWING radians); the
+    annotation is still the tight box of the visible pixels, whose aspect then changes more within a clip
+    than an upright target's does."""
+    clips = [synthetic.synthetic_clip(s, 100) for s in range(60)]
+    turning = np.array([np.ptp(c.target.spin) > 0 for c in clips])
+    assert abs(turning.mean() - synthetic.TURN) < .15
+    assert max(np.abs(c.target.spin).max() for c in clips) <= synthetic.TILT + synthetic.SWING[1] + 1e-9
+    assert all(np.ptp(c.target.spin) >= 2 * synthetic.SWING[0] * .9 for c in np.array(clips)[turning])
+    def aspect_change(clip):  # max / min aspect of the annotated boxes, over the frames the target is whole in
+        x, y, w, h = clip.boxes[clip.visible].T
+        whole = (x > 0) & (y > 0) & (x + w < 320) & (y + h < 240)
+        return np.exp(np.ptp(np.log(w[whole] / h[whole]))) if whole.sum() > 10 else np.nan
+    change = np.array([aspect_change(c) for c in clips])
+    assert np.nanmedian(change[turning]) > 1.2 * np.nanmedian(change[~turning])
+    for clip in [c for c, t in zip(clips, turning) if t][:3]:  # tight boxes of the turned target
+        for i in np.flatnonzero(clip.visible)[::10]:
+            assert np.abs(tight_box(clip.matte(i) >= 128) - clip.boxes[i]).max() <= 1e-9, (clip.seed, i)
 
 
 def test_motion_blur_only_on_fast_steps():
