@@ -290,9 +290,9 @@ checks['decoupled_trains_pos'] = 'pos_embed' in trainable(model)
 # ## 8. The ablation, measured on the shipped backbone, over 3 seeds
 #
 # Each row is three short `train.py` runs, one per seed: the paper's recipe on
-# `weights/lorat-T-backbone.pth` at 112 px (`python train.py --res 112`, shortened: these runs were
-# measured before the default became 140 px) plus the row's flags, nothing else changed. A seed fixes the sequence of training pairs (`data.TrainingPairs`)
-# and the initial values, so the rows of one seed see the same pairs, and differ only by the row's
+# `weights/lorat-T-backbone.pth` at 112 px (`python train.py --res 112`, shortened: 112 px, not the
+# default 140, keeps the 15 runs under half an hour) plus the row's flags, nothing else changed. A seed
+# fixes the sequence of training pairs (`data.TrainingPairs`) and the initial values, so the rows of one seed see the same pairs, and differ only by the row's
 # design. 240 steps of batch 16 per run (quick mode: 2 of 4). Then `evaluate.py run` tracks 32
 # held-out clips of 100 frames (quick: 2 of 10), made of photos that no training clip uses
 # (`synthetic.PHOTO_SPLIT`), and scores them: every run is scored on the same clips. The columns:

@@ -114,8 +114,8 @@ where(track.Tracker.update)
 # ## 2. Tracking a synthetic test clip
 #
 # A clip of the synthetic world's test split: seeds never used for training, cut from photographs no
-# training clip uses (`synthetic.PHOTO_SPLIT`); look-alike distractors, occluders, the target sometimes
-# leaving the frame. Green: ground truth; red: the tracker.
+# training clip uses (`synthetic.PHOTO_SPLIT`); look-alike distractors, occluders, targets of several parts
+# that sometimes turn, the target sometimes leaving the frame. Green: ground truth; red: the tracker.
 
 # %%
 clip = synthetic.open_synthetic('test', num=1, length=LENGTH)[0]  # the first test clip: the demo's
